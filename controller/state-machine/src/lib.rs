@@ -1,0 +1,1 @@
+//! The pure metadata state machine of the Baton controller.
