@@ -1,1 +1,165 @@
-//! Baton controller.
+//! The Baton controller daemon: a raft-replicated quorum that owns partition
+//! assignments, in-sync replica sets and leader election for Kafka-style
+//! brokers. `main` parses configuration and calls [`run`]; tests call it too.
+//!
+//! Module map (see ARCHITECTURE.md): [`raft`] (the driver task that owns
+//! `RawNode`, and the peer transport), [`storage`] (the durable log),
+//! [`metadata`] (the applied state machine shared with readers), [`liveness`]
+//! and [`active`] (what only the active controller decides), [`service`] (the
+//! gRPC services). The state machine itself is the `baton-state-machine` crate.
+
+pub mod active;
+pub mod config;
+pub mod liveness;
+pub mod metadata;
+pub mod raft;
+pub mod service;
+pub mod storage;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use baton_proto::v1::broker_session_server::BrokerSessionServer;
+use baton_proto::v1::controller_server::ControllerServer;
+use baton_proto::v1::raft_server::RaftServer;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::{error, info};
+
+pub use config::ControllerConfig;
+
+use crate::liveness::Liveness;
+use crate::metadata::Metadata;
+use crate::raft::driver::{Driver, restore_state};
+use crate::raft::transport::{RaftService, Transport};
+use crate::raft::{DRIVER_QUEUE, RaftHandle, RaftStatus};
+use crate::service::controller::ControllerService;
+use crate::service::forward::Forwarder;
+use crate::service::session::BrokerSessionService;
+use crate::storage::RaftStorage;
+
+/// What every service and background task of one controller shares.
+pub struct Shared {
+    pub raft: RaftHandle,
+    pub liveness: Arc<Liveness>,
+    pub forwarder: Forwarder,
+    pub config: ControllerConfig,
+}
+
+/// Runs a controller on `listener` until `shutdown` completes or the raft
+/// driver fails (a storage error: the node must stop taking part).
+pub async fn run(
+    config: ControllerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let peers = Arc::new(config.peer_map()?);
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let storage = RaftStorage::open(&config.data_dir).context("opening raft storage")?;
+    if storage.is_empty() {
+        let mut cs = ::raft::prelude::ConfState::default();
+        cs.voters = peers.keys().copied().collect();
+        storage.initialize(&cs).context("initialising raft storage")?;
+        info!(voters = ?cs.voters, "initialised a new raft log");
+    }
+    let state = restore_state(&storage)?;
+    info!(id = config.id, applied = state.applied_index(), "restored state machine");
+    let metadata = Arc::new(Metadata::new(state, config.limits.change_log_entries));
+
+    let (driver_tx, driver_rx) = mpsc::channel(DRIVER_QUEUE);
+    let (status_tx, status_rx) = watch::channel(RaftStatus { id: config.id, ..Default::default() });
+    let handle = RaftHandle::new(
+        driver_tx.clone(),
+        status_rx,
+        metadata.clone(),
+        peers.clone(),
+        Duration::from_millis(config.raft.proposal_timeout_ms),
+    );
+    let transport = Transport::start(config.id, &peers, driver_tx, config.limits.max_message_bytes);
+    let driver = Driver::new(config.id, config.raft.clone(), storage, metadata, driver_rx, transport, status_tx)?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (driver_done_tx, driver_done_rx) = oneshot::channel();
+    let driver_stop = stop_rx.clone();
+    // The driver does blocking fsyncs: it gets a thread of its own so it never
+    // stalls the runtime that serves gRPC.
+    std::thread::Builder::new()
+        .name(format!("raft-driver-{}", config.id))
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("building the driver runtime")
+                .and_then(|rt| rt.block_on(driver.run(driver_stop)));
+            let _ = driver_done_tx.send(result);
+        })
+        .context("spawning the raft driver thread")?;
+
+    let shared = Arc::new(Shared {
+        raft: handle.clone(),
+        liveness: Arc::new(Liveness::new(config.liveness.clone())),
+        forwarder: Forwarder::new(config.limits.max_message_bytes),
+        config: config.clone(),
+    });
+    tokio::spawn(active::run(shared.clone(), stop_rx.clone()));
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<ControllerServer<ControllerService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(baton_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the reflection service")?;
+
+    let max = config.limits.max_message_bytes;
+    let controller = ControllerServer::new(ControllerService::new(shared.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let sessions = BrokerSessionServer::new(BrokerSessionService::new(shared.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let raft_service = RaftServer::new(RaftService::new(handle, peers.keys().copied().collect()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+
+    let local = listener.local_addr().ok();
+    info!(id = config.id, listen = ?local, "controller serving");
+    let (serve_stop_tx, serve_stop_rx) = oneshot::channel::<()>();
+    let server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(5)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(controller)
+        .add_service(sessions)
+        .add_service(raft_service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            let _ = serve_stop_rx.await;
+        });
+    let server = tokio::spawn(server);
+
+    let result = tokio::select! {
+        _ = shutdown => {
+            info!("shutting down");
+            Ok(())
+        }
+        done = driver_done_rx => match done {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                error!(error = %format!("{e:#}"), "raft driver failed; stopping");
+                Err(e)
+            }
+            Err(_) => Err(anyhow::anyhow!("raft driver thread ended unexpectedly")),
+        },
+    };
+    let _ = stop_tx.send(true);
+    let _ = serve_stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    result
+}

@@ -1,1 +1,367 @@
-//! Test harness.
+//! Harness for multi-process tests: real `baton-controller` and `baton-agent`
+//! processes on loopback ports, driven through `batonctl` and gRPC, with
+//! real faults (kill -9 by pid, SIGSTOP / SIGCONT).
+//!
+//! The binaries must be built first (`scripts/test.sh` does it); the harness
+//! finds them next to the test executable's `deps/` folder, or in
+//! `BATON_BIN_DIR`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use baton_proto::v1::agent_client::AgentClient;
+use baton_proto::v1::{CheckKind, CheckRequest, CheckResponse};
+use serde_json::Value;
+
+/// Cluster tests start six processes each; on a 2-core machine they run one
+/// at a time so their timing stays meaningful.
+static CLUSTER_LOCK: Mutex<()> = Mutex::new(());
+
+/// Where the project's binaries are.
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("BATON_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
+    for bin in ["baton-controller", "baton-agent", "batonctl"] {
+        assert!(
+            dir.join(bin).exists(),
+            "{} is missing: build the binaries first (scripts/test.sh runs `cargo build --workspace --bins`)",
+            dir.join(bin).display()
+        );
+    }
+    dir
+}
+
+/// A free loopback port (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// Polls `f` until it returns Some, or fails the test after `timeout`.
+pub async fn wait_for<T>(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+struct Proc {
+    child: Option<Child>,
+    args: Vec<String>,
+    binary: &'static str,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(binary: &'static str, args: Vec<String>, log: PathBuf) -> Proc {
+        let mut p = Proc { child: None, args, binary, log };
+        p.start();
+        p
+    }
+
+    fn start(&mut self) {
+        assert!(self.child.is_none(), "{} already running", self.binary);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let child = Command::new(bin_dir().join(self.binary))
+            .args(&self.args)
+            .env("RUST_LOG", std::env::var("BATON_TEST_LOG").unwrap_or_else(|_| "info,raft=info".into()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {}: {e}", self.binary));
+        self.child = Some(child);
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("process running")
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().expect("kill");
+        assert!(status.success(), "kill -{sig} {}", self.pid());
+    }
+
+    /// kill -9 by pid, then reap.
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(child) = &self.child {
+            // A SIGSTOPped process ignores nothing but SIGKILL; resume first
+            // anyway so nothing lingers in a stopped state.
+            let _ = Command::new("kill").arg("-CONT").arg(child.id().to_string()).status();
+        }
+        self.kill9();
+    }
+}
+
+pub struct ClusterOptions {
+    pub controllers: usize,
+    pub agents: usize,
+    /// Extra environment for controllers, e.g. BATON_LIVENESS__FAST_FAILOVER_ON_DISCONNECT=false.
+    pub controller_env: Vec<(String, String)>,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions { controllers: 3, agents: 3, controller_env: Vec::new() }
+    }
+}
+
+pub struct Cluster {
+    _guard: MutexGuard<'static, ()>,
+    pub dir: tempfile::TempDir,
+    controllers: Vec<Proc>,
+    agents: Vec<Proc>,
+    controller_addrs: Vec<String>,
+    agent_addrs: Vec<String>,
+    pub broker_endpoints: Vec<String>,
+    keep_logs: bool,
+}
+
+impl Cluster {
+    /// Starts the processes and waits until a controller leads and every
+    /// agent is registered and alive.
+    pub async fn start(options: ClusterOptions) -> Cluster {
+        let guard = CLUSTER_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::Builder::new().prefix("baton-test-").tempdir().expect("tempdir");
+        let controller_addrs: Vec<String> =
+            (0..options.controllers).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+        let peers = controller_addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
+        let mut controllers = Vec::new();
+        for (i, addr) in controller_addrs.iter().enumerate() {
+            let id = i + 1;
+            let data = dir.path().join(format!("controller-{id}"));
+            let args = vec![
+                "--id".into(),
+                id.to_string(),
+                "--data-dir".into(),
+                data.to_string_lossy().into_owned(),
+                "--listen".into(),
+                addr.clone(),
+                "--peers".into(),
+                peers.clone(),
+            ];
+            let log = dir.path().join(format!("controller-{id}.log"));
+            let mut p = Proc::spawn("baton-controller", args, log);
+            if !options.controller_env.is_empty() {
+                // Restart with the environment applied.
+                p.kill9();
+                let logf = std::fs::OpenOptions::new().create(true).append(true).open(&p.log).expect("log");
+                let child = Command::new(bin_dir().join("baton-controller"))
+                    .args(&p.args)
+                    .envs(options.controller_env.iter().cloned())
+                    .stdin(Stdio::null())
+                    .stdout(logf.try_clone().expect("log"))
+                    .stderr(logf)
+                    .spawn()
+                    .expect("spawn controller");
+                p.child = Some(child);
+            }
+            controllers.push(p);
+        }
+        let controllers_flag = controller_addrs.join(",");
+        let mut agents = Vec::new();
+        let mut agent_addrs = Vec::new();
+        let mut broker_endpoints = Vec::new();
+        for i in 0..options.agents {
+            let id = i + 1;
+            let listen = format!("127.0.0.1:{}", free_port());
+            let advertised = format!("127.0.0.1:{}", 19092 + i);
+            let args = vec![
+                "--broker-id".into(),
+                id.to_string(),
+                "--controllers".into(),
+                controllers_flag.clone(),
+                "--advertised".into(),
+                advertised.clone(),
+                "--listen".into(),
+                listen.clone(),
+                "--rack".into(),
+                format!("rack-{}", i % 3),
+            ];
+            agents.push(Proc::spawn("baton-agent", args, dir.path().join(format!("agent-{id}.log"))));
+            agent_addrs.push(listen);
+            broker_endpoints.push(advertised);
+        }
+        let cluster = Cluster {
+            _guard: guard,
+            dir,
+            controllers,
+            agents,
+            controller_addrs,
+            agent_addrs,
+            broker_endpoints,
+            keep_logs: std::env::var_os("BATON_KEEP_LOGS").is_some(),
+        };
+        cluster.wait_for_quorum(Duration::from_secs(30)).await;
+        let n = options.agents;
+        cluster
+            .wait_until("every agent registered and alive", Duration::from_secs(30), || {
+                let brokers = cluster.brokers().ok()?;
+                let alive = brokers.as_array()?.iter().filter(|b| b["state"] == "ALIVE").count();
+                (alive == n).then_some(())
+            })
+            .await;
+        cluster
+    }
+
+    pub fn controllers_flag(&self) -> String {
+        self.controller_addrs.join(",")
+    }
+
+    pub fn controller_addr(&self, index: usize) -> &str {
+        &self.controller_addrs[index]
+    }
+
+    /// Runs batonctl against the whole quorum.
+    pub fn batonctl(&self, args: &[&str]) -> Output {
+        Command::new(bin_dir().join("batonctl"))
+            .arg("--controllers")
+            .arg(self.controllers_flag())
+            .args(args)
+            .output()
+            .expect("running batonctl")
+    }
+
+    /// Runs batonctl with `--output json` and parses stdout; Err carries stderr.
+    pub fn batonctl_json(&self, args: &[&str]) -> anyhow::Result<Value> {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--output", "json"]);
+        let out = self.batonctl(&all);
+        if !out.status.success() {
+            bail!("batonctl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("batonctl {args:?} printed non-JSON: {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    pub fn brokers(&self) -> anyhow::Result<Value> {
+        self.batonctl_json(&["broker", "list"])
+    }
+
+    pub fn describe(&self, topic: &str) -> anyhow::Result<Value> {
+        self.batonctl_json(&["topic", "describe", topic])
+    }
+
+    pub fn quorum(&self) -> anyhow::Result<Value> {
+        self.batonctl_json(&["quorum", "status"])
+    }
+
+    /// Polls a synchronous condition (typically a batonctl call).
+    pub async fn wait_until<T>(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+        wait_for(what, timeout, async || f()).await
+    }
+
+    /// Waits until some controller leads; returns its index (0-based).
+    pub async fn wait_for_quorum(&self, timeout: Duration) -> usize {
+        self.wait_until("a controller leader", timeout, || {
+            let q = self.quorum().ok()?;
+            let leader = q["leader"].as_u64()?;
+            (leader >= 1).then_some(leader as usize - 1)
+        })
+        .await
+    }
+
+    pub fn kill_controller(&mut self, index: usize) {
+        self.controllers[index].kill9();
+    }
+
+    pub fn restart_controller(&mut self, index: usize) {
+        self.controllers[index].start();
+    }
+
+    pub fn kill_agent(&mut self, index: usize) {
+        self.agents[index].kill9();
+    }
+
+    pub fn restart_agent(&mut self, index: usize) {
+        self.agents[index].start();
+    }
+
+    pub fn pause_agent(&self, index: usize) {
+        self.agents[index].signal("STOP");
+    }
+
+    pub fn resume_agent(&self, index: usize) {
+        self.agents[index].signal("CONT");
+    }
+
+    pub fn agent_running(&mut self, index: usize) -> bool {
+        self.agents[index].is_running()
+    }
+
+    /// Asks agent `index`'s sidecar whether it may accept a produce now.
+    pub async fn check(&self, index: usize, topic: &str, partition: i32) -> anyhow::Result<CheckResponse> {
+        let mut client = AgentClient::connect(format!("http://{}", self.agent_addrs[index])).await?;
+        let request = CheckRequest { topic: topic.into(), partition, kind: CheckKind::Produce as i32, leader_epoch: -1 };
+        Ok(client.check(request).await?.into_inner())
+    }
+
+    pub fn log_of(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.agents.clear();
+        self.controllers.clear();
+        if std::thread::panicking() || self.keep_logs {
+            // Keep the logs of a failed test for inspection.
+            let path = self.dir.path().to_path_buf();
+            let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+            let _ = kept.keep();
+            eprintln!("cluster logs kept in {}", path.display());
+        }
+    }
+}
+
+/// Opens a broker session with the given (deliberately wrong) epoch on the
+/// controller leader and returns the status it is refused with.
+pub async fn session_with_epoch(_hint: &str, controllers: &str, broker_id: i32, broker_epoch: u64) -> tonic::Status {
+    use baton_proto::v1::broker_session_client::BrokerSessionClient;
+    use baton_proto::v1::{Heartbeat, SessionRequest, session_request::Kind};
+    use futures::StreamExt;
+    for addr in controllers.split(',') {
+        let Ok(mut client) = BrokerSessionClient::connect(format!("http://{addr}")).await else { continue };
+        let hb = SessionRequest {
+            kind: Some(Kind::Heartbeat(Heartbeat { broker_id, broker_epoch, seq: 1, ..Default::default() })),
+        };
+        // Keep our side open so only the controller can end the stream.
+        let outbound = futures::stream::iter(vec![hb]).chain(futures::stream::pending());
+        match client.session(outbound).await {
+            Err(s) if s.code() == tonic::Code::Unavailable => continue,
+            Err(s) => return s,
+            Ok(response) => match response.into_inner().message().await {
+                Err(s) => return s,
+                Ok(m) => panic!("a session with a stale epoch was accepted: {m:?}"),
+            },
+        }
+    }
+    panic!("no controller leader answered");
+}

@@ -1,1 +1,68 @@
-fn main() {}
+//! `baton-agent`: the sidecar. Parses flags, sets up tracing, binds the
+//! listener and hands over to `baton_agent::run`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use baton_agent::config::{SidecarOverrides, load_sidecar_config};
+use baton_agent::sidecar::shutdown_signal;
+use baton_agent::{LogFormat, SidecarListener};
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+/// Baton broker agent sidecar: holds the broker's controller session and
+/// answers leadership checks over a local gRPC API.
+#[derive(Parser, Debug)]
+#[command(name = "baton-agent", version)]
+struct Flags {
+    /// This broker's id.
+    #[arg(long)]
+    broker_id: Option<i32>,
+    /// Controller addresses, comma-separated host:port.
+    #[arg(long)]
+    controllers: Option<String>,
+    /// host:port where Kafka clients reach this broker.
+    #[arg(long)]
+    advertised: Option<String>,
+    /// Address of the local API: host:port, or unix:/path/to.sock [default: 127.0.0.1:7201].
+    #[arg(long)]
+    listen: Option<String>,
+    #[arg(long)]
+    rack: Option<String>,
+    /// Interval between heartbeats [default: 500].
+    #[arg(long)]
+    heartbeat_interval_ms: Option<u64>,
+    /// TOML config file; BATON_AGENT_* variables override it, flags override both.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// text or json [default: text].
+    #[arg(long)]
+    log_format: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let flags = Flags::parse();
+    let overrides = SidecarOverrides {
+        broker_id: flags.broker_id,
+        controllers: flags.controllers,
+        advertised: flags.advertised,
+        listen: flags.listen,
+        rack: flags.rack,
+        heartbeat_interval_ms: flags.heartbeat_interval_ms,
+        log_format: flags.log_format,
+    };
+    let config = load_sidecar_config(flags.config.as_deref(), &overrides)?;
+
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => subscriber.json().init(),
+        LogFormat::Text => subscriber.init(),
+    }
+
+    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    runtime.block_on(async {
+        let listener = SidecarListener::bind(&config.listen).await?;
+        baton_agent::run(config, listener, shutdown_signal()).await
+    })
+}

@@ -1,1 +1,82 @@
-fn main() {}
+//! `baton-controller`: parse flags and configuration, set up tracing, bind the
+//! listener and hand over to [`baton_controller::run`].
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use baton_controller::config::{ControllerConfig, Overrides};
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(name = "baton-controller", version, about = "Baton controller: a raft-replicated control plane for Kafka-style brokers")]
+struct Args {
+    /// TOML configuration file (overridden by BATON_* env vars, then by flags).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Raft id of this controller (>= 1).
+    #[arg(long)]
+    id: Option<u64>,
+    /// Folder for the raft log and snapshots.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to serve every gRPC service on, e.g. 127.0.0.1:7101.
+    #[arg(long)]
+    listen: Option<String>,
+    /// The initial quorum: 1=host:port,2=host:port,3=host:port.
+    #[arg(long)]
+    peers: Option<String>,
+    /// Log format: text or json.
+    #[arg(long)]
+    log_format: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let config = ControllerConfig::load(Overrides {
+        config_file: args.config,
+        id: args.id,
+        data_dir: args.data_dir,
+        listen: args.listen,
+        peers: args.peers,
+        log_format: args.log_format,
+    })?;
+    init_tracing(&config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("building the runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        baton_controller::run(config, listener, shutdown_signal()).await
+    })
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,raft=warn,h2=warn,tower=warn,hyper=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,234 @@
+//! [`Agent`]: the handle a broker holds.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rand::RngCore;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+use crate::checks::NotLeader;
+use crate::config::AgentConfig;
+use crate::events::{LeadershipEvent, PartitionView};
+use crate::lease::Lease;
+use crate::session::Session;
+use crate::table::Table;
+
+/// Updates buffered per subscriber before it lags (and gets `Lagged`).
+pub const EVENT_CHANNEL_CAPACITY: usize = 1024;
+
+/// Errors of the agent's async API.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("not registered within {0:?}")]
+    Timeout(Duration),
+    #[error("the agent has stopped")]
+    Stopped,
+}
+
+/// A snapshot of the agent's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentStatus {
+    pub broker_id: i32,
+    pub incarnation_id: String,
+    /// 0 until registered.
+    pub broker_epoch: u64,
+    pub metadata_version: u64,
+    /// Zero when the lease has lapsed.
+    pub lease_remaining: Duration,
+    /// A session stream with a controller is open.
+    pub connected: bool,
+    /// Address of the controller the session is held with (or last tried).
+    pub controller: Option<String>,
+    /// Raft id of that controller when a `baton-leader` hint named it; 0 otherwise.
+    pub controller_id: u64,
+    /// Partitions the view says this broker leads (whether or not leased).
+    pub partitions_led: u32,
+    /// Progress records dropped at the dirty-queue bound since start.
+    pub progress_dropped: u64,
+}
+
+/// The controller the session is with.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ControllerRef {
+    pub(crate) address: String,
+    pub(crate) id: u64,
+}
+
+/// State shared by the handle, the session task and the sidecar.
+pub(crate) struct Shared {
+    pub(crate) config: AgentConfig,
+    pub(crate) incarnation_id: String,
+    pub(crate) table: Table,
+    pub(crate) lease: Lease,
+    pub(crate) events: broadcast::Sender<LeadershipEvent>,
+    pub(crate) broker_epoch: watch::Sender<u64>,
+    pub(crate) connected: AtomicBool,
+    pub(crate) controller: Mutex<Option<ControllerRef>>,
+    pub(crate) stop: watch::Sender<bool>,
+    pub(crate) stopped: watch::Sender<bool>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The broker agent: leadership checks, progress reports and the controller
+/// session. Cheap to clone; every clone is the same agent.
+#[derive(Clone)]
+pub struct Agent {
+    shared: Arc<Shared>,
+}
+
+/// A random RFC 4122 version-4 UUID (a dependency would add nothing here).
+pub(crate) fn random_uuid_v4() -> String {
+    let mut b = [0u8; 16];
+    rand::rng().fill_bytes(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = |r: std::ops::Range<usize>| b[r].iter().map(|x| format!("{x:02x}")).collect::<String>();
+    format!("{}-{}-{}-{}-{}", h(0..4), h(4..6), h(6..8), h(8..10), h(10..16))
+}
+
+impl Agent {
+    /// Spawns the session task and returns at once; registration and the
+    /// connection happen in the background, with retries. Must be called
+    /// within a Tokio runtime.
+    pub fn start(config: AgentConfig) -> Agent {
+        let agent = Self::new_idle(config);
+        if let Err(error) = agent.shared.config.validate() {
+            tracing::error!(%error, "invalid agent configuration; the session will not start");
+            agent.shared.stopped.send_replace(true);
+            return agent;
+        }
+        let task = tokio::spawn(Session::new(Arc::clone(&agent.shared)).run());
+        *agent.shared.task.lock() = Some(task);
+        agent
+    }
+
+    /// An agent with no session task: for tests of the table and the checks.
+    pub(crate) fn new_idle(config: AgentConfig) -> Agent {
+        let incarnation_id = config.incarnation_id.clone().unwrap_or_else(random_uuid_v4);
+        let shared = Shared {
+            table: Table::new(config.broker_id),
+            config,
+            incarnation_id,
+            lease: Lease::new(),
+            events: broadcast::channel(EVENT_CHANNEL_CAPACITY).0,
+            broker_epoch: watch::channel(0).0,
+            connected: AtomicBool::new(false),
+            controller: Mutex::new(None),
+            stop: watch::channel(false).0,
+            stopped: watch::channel(false).0,
+            task: Mutex::new(None),
+        };
+        Agent { shared: Arc::new(shared) }
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// Waits until the broker is registered; returns its broker epoch.
+    pub async fn wait_registered(&self, timeout: Duration) -> Result<u64, AgentError> {
+        let mut epoch = self.shared.broker_epoch.subscribe();
+        let mut stopped = self.shared.stopped.subscribe();
+        let wait = async {
+            tokio::select! {
+                r = epoch.wait_for(|e| *e > 0) => r.map(|e| *e).map_err(|_| AgentError::Stopped),
+                _ = stopped.wait_for(|s| *s) => Err(AgentError::Stopped),
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.map_err(|_| AgentError::Timeout(timeout))?
+    }
+
+    /// May this broker accept a produce for the partition now? Ok(leader_epoch).
+    #[inline]
+    pub fn check_produce(&self, topic: &str, partition: i32) -> Result<i32, NotLeader> {
+        self.shared.table.check_produce(&self.shared.lease, topic, partition)
+    }
+
+    /// May this broker serve a fetch carrying `leader_epoch` (-1: none)?
+    #[inline]
+    pub fn check_fetch(&self, topic: &str, partition: i32, leader_epoch: i32) -> Result<i32, NotLeader> {
+        self.shared.table.check_fetch(&self.shared.lease, topic, partition, leader_epoch)
+    }
+
+    /// Records the leader replica's log end offset; sent with the next heartbeat.
+    #[inline]
+    pub fn record_produce(&self, topic: &str, partition: i32, log_end_offset: i64) {
+        self.shared.table.record_progress(topic, partition, log_end_offset);
+    }
+
+    /// Records a follower replica's log end offset (same mechanism).
+    #[inline]
+    pub fn record_replica_progress(&self, topic: &str, partition: i32, log_end_offset: i64) {
+        self.shared.table.record_progress(topic, partition, log_end_offset);
+    }
+
+    /// Leadership changes, one event per applied update. Bounded
+    /// ([`EVENT_CHANNEL_CAPACITY`]): a subscriber that lags gets `Lagged` and
+    /// should re-read [`Agent::view`].
+    pub fn subscribe(&self) -> broadcast::Receiver<LeadershipEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// The whole current table, sorted by topic and partition.
+    pub fn view(&self) -> Vec<PartitionView> {
+        self.shared.table.view()
+    }
+
+    /// One partition's current view.
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<PartitionView> {
+        self.shared.table.partition(topic, partition)
+    }
+
+    /// Notified with the new lease deadline whenever it moves (grant, suspension).
+    pub fn lease_changes(&self) -> watch::Receiver<u64> {
+        self.shared.lease.subscribe()
+    }
+
+    /// Time left on the lease at this instant.
+    pub fn lease_remaining(&self) -> Duration {
+        self.shared.lease.remaining()
+    }
+
+    pub fn metadata_version(&self) -> u64 {
+        self.shared.table.metadata_version()
+    }
+
+    pub fn status(&self) -> AgentStatus {
+        let controller = self.shared.controller.lock().clone();
+        AgentStatus {
+            broker_id: self.shared.config.broker_id,
+            incarnation_id: self.shared.incarnation_id.clone(),
+            broker_epoch: *self.shared.broker_epoch.borrow(),
+            metadata_version: self.shared.table.metadata_version(),
+            lease_remaining: self.shared.lease.remaining(),
+            connected: self.shared.connected.load(Ordering::Acquire),
+            controller_id: controller.as_ref().map_or(0, |c| c.id),
+            controller: controller.map(|c| c.address),
+            partitions_led: self.shared.table.partitions_led(),
+            progress_dropped: self.shared.table.progress_dropped(),
+        }
+    }
+
+    /// Clean exit: suspends the lease (checks refuse from here on), sends a
+    /// heartbeat with `shutting_down = true`, waits up to `rpc_timeout` for its
+    /// ack, and stops the session task. Idempotent; any clone may call it.
+    pub async fn shutdown(&self) {
+        self.shared.stop.send_replace(true);
+        let mut stopped = self.shared.stopped.subscribe();
+        // Bounded: the session waits at most rpc_timeout for the ack, plus slack.
+        let limit = self.shared.config.rpc_timeout * 2 + Duration::from_secs(1);
+        if tokio::time::timeout(limit, stopped.wait_for(|s| *s)).await.is_err() {
+            tracing::warn!("session task did not stop in time; aborting it");
+            if let Some(task) = self.shared.task.lock().take() {
+                task.abort();
+            }
+        }
+        // Whatever happened above, fail closed.
+        self.shared.lease.close();
+        self.shared.connected.store(false, Ordering::Release);
+        self.shared.stopped.send_replace(true);
+    }
+}

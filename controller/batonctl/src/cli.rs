@@ -1,0 +1,180 @@
+//! The command tree: nouns (`topic`, `leader`, `broker`, `quorum`) with verbs
+//! under them, and the global flags every verb accepts before or after it.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Default controller quorum of a local cluster (see `deploy/`).
+pub const DEFAULT_CONTROLLERS: &str = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "batonctl",
+    version,
+    about = "Command line for the Baton controller quorum: topics, leaders, brokers, quorum"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Controller addresses (host:port), tried in order.
+    #[arg(
+        long,
+        global = true,
+        env = "BATON_CONTROLLERS",
+        value_delimiter = ',',
+        default_value = DEFAULT_CONTROLLERS,
+        value_parser = parse_controller_addr,
+    )]
+    pub controllers: Vec<String>,
+
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+
+    /// Deadline of each RPC attempt, in milliseconds.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 5000,
+        value_parser = clap::value_parser!(u64).range(1..),
+    )]
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns with a header row.
+    Table,
+    /// One JSON document per answer (one per line for `leader watch`).
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, delete, list and describe topics.
+    #[command(subcommand)]
+    Topic(TopicCommand),
+    /// Ask who leads a partition, watch leadership, trigger elections.
+    #[command(subcommand)]
+    Leader(LeaderCommand),
+    /// Inspect data-plane brokers.
+    #[command(subcommand)]
+    Broker(BrokerCommand),
+    /// Inspect the controller quorum.
+    #[command(subcommand)]
+    Quorum(QuorumCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic.
+    Create {
+        name: String,
+        /// Number of partitions (>= 1).
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+        partitions: i32,
+        /// Replicas per partition (>= 1, at most the number of live brokers).
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+        replication_factor: i32,
+        /// Allow electing a leader outside the ISR when no ISR member is alive (may lose data).
+        #[arg(long)]
+        unclean_leader_election: bool,
+    },
+    /// Delete a topic.
+    Delete { name: String },
+    /// List topics.
+    List {
+        /// Read through the raft leader instead of the answering controller's state.
+        #[arg(long)]
+        linearizable: bool,
+    },
+    /// Show a topic's partitions: leader, epochs, replicas, ISR.
+    Describe {
+        name: String,
+        /// Read through the raft leader instead of the answering controller's state.
+        #[arg(long)]
+        linearizable: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LeaderCommand {
+    /// Show the leader of one partition.
+    Get {
+        topic: String,
+        #[arg(value_parser = clap::value_parser!(i32).range(0..))]
+        partition: i32,
+        /// Read through the raft leader instead of the answering controller's state.
+        #[arg(long)]
+        linearizable: bool,
+    },
+    /// Stream leadership changes until ctrl-c or the end of the stream.
+    Watch {
+        /// Resume after this metadata version (0: start with a full snapshot).
+        #[arg(long, default_value_t = 0)]
+        from_version: u64,
+    },
+    /// Trigger leader elections (all partitions when no topic is given).
+    Elect {
+        #[arg(long = "type", value_enum, default_value_t = ElectionKind::Preferred)]
+        election_type: ElectionKind,
+        /// Only this topic's partitions.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only this partition of --topic.
+        #[arg(long, requires = "topic", value_parser = clap::value_parser!(i32).range(0..))]
+        partition: Option<i32>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ElectionKind {
+    /// Move leadership back to the first replica when it is in the ISR.
+    Preferred,
+    /// Elect outside the ISR when no ISR member is alive (may lose data).
+    Unclean,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BrokerCommand {
+    /// List registered brokers with their state and epoch.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuorumCommand {
+    /// Show the raft leader, term, commit index and members.
+    Status,
+}
+
+/// Accepts `host:port` (an `http://` prefix is tolerated and dropped).
+fn parse_controller_addr(raw: &str) -> Result<String, String> {
+    let addr = raw.trim();
+    let addr = addr.strip_prefix("http://").unwrap_or(addr);
+    let addr = addr.trim_end_matches('/');
+    if addr.is_empty() {
+        return Err("empty controller address".to_owned());
+    }
+    if addr.chars().any(char::is_whitespace) || addr.contains('/') {
+        return Err(format!(
+            "invalid controller address {raw:?} (want host:port)"
+        ));
+    }
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+            Ok(addr.to_owned())
+        }
+        _ => Err(format!(
+            "invalid controller address {raw:?} (want host:port)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests;

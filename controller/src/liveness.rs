@@ -1,0 +1,310 @@
+//! Broker liveness and ISR tracking: soft state kept on the ACTIVE controller
+//! only (as in KRaft), rebuilt from scratch whenever this node becomes leader.
+//!
+//! - A broker is fenced when it has not been heard from for `session_timeout`,
+//!   counting from the later of its last accepted heartbeat and the instant
+//!   this controller became ready to lead: a new leader does not know what its
+//!   predecessor granted, so it waits one full session timeout first.
+//! - With `fast_failover_on_disconnect`, a broker whose current session stream
+//!   closes is fenced at once (docs/SAFETY.md says when that is safe).
+//! - ISR: every heartbeat carries the log end offsets (LEO) of the broker's
+//!   replicas. A follower is caught up when its LEO reaches the leader's; one
+//!   not caught up for `replica_lag_max` leaves the ISR, one caught up again
+//!   rejoins. Changes are proposed in one batched AlterIsr entry whose
+//!   partition epochs act as compare-and-swap tokens.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use baton_state_machine::{BrokerId, BrokerState, IsrChange, NO_LEADER, State};
+use parking_lot::Mutex;
+
+use crate::config::LivenessConfig;
+
+/// Bound on ISR changes proposed in one entry.
+const MAX_ISR_CHANGES_PER_ENTRY: usize = 100_000;
+
+struct BrokerLive {
+    epoch: u64,
+    last_heartbeat: Instant,
+    /// Highest metadata version the broker said it applied.
+    acked_version: u64,
+    /// The session currently held; older sessions closing mean nothing.
+    session: Option<u64>,
+    /// A FenceBroker for `epoch` is in flight: grant no more leases.
+    fencing: bool,
+}
+
+#[derive(Default)]
+struct ReplicaProgress {
+    leo: i64,
+    caught_up_at: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// When this node became a ready leader; None while it is not one.
+    leader_since: Option<Instant>,
+    brokers: HashMap<BrokerId, BrokerLive>,
+    next_session: u64,
+    /// Reported LEOs: (topic, partition) → broker → progress.
+    progress: HashMap<(Arc<str>, i32), HashMap<BrokerId, ReplicaProgress>>,
+    /// Brokers that may have a replica ready to rejoin an ISR.
+    rejoin_candidates: HashSet<BrokerId>,
+}
+
+pub struct Liveness {
+    config: LivenessConfig,
+    inner: Mutex<Inner>,
+}
+
+impl Liveness {
+    pub fn new(config: LivenessConfig) -> Liveness {
+        Liveness { config, inner: Mutex::new(Inner::default()) }
+    }
+
+    pub fn config(&self) -> &LivenessConfig {
+        &self.config
+    }
+
+    pub fn session_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.session_timeout_ms)
+    }
+
+    /// Called when this node becomes (or stops being) a ready leader. Either
+    /// way, what an earlier term learned is forgotten.
+    pub fn set_leader(&self, ready: bool, now: Instant) {
+        let mut inner = self.inner.lock();
+        let was = inner.leader_since.is_some();
+        if ready == was {
+            return;
+        }
+        *inner = Inner { leader_since: ready.then_some(now), next_session: inner.next_session, ..Inner::default() };
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.inner.lock().leader_since.is_some()
+    }
+
+    /// Registers a new session for `broker` at `epoch`; returns its id.
+    pub fn open_session(&self, broker: BrokerId, epoch: u64, now: Instant) -> u64 {
+        let mut inner = self.inner.lock();
+        inner.next_session += 1;
+        let session = inner.next_session;
+        let live = inner.brokers.entry(broker).or_insert(BrokerLive {
+            epoch,
+            last_heartbeat: now,
+            acked_version: 0,
+            session: None,
+            fencing: false,
+        });
+        if live.epoch != epoch {
+            *live = BrokerLive { epoch, last_heartbeat: now, acked_version: 0, session: None, fencing: false };
+        }
+        live.session = Some(session);
+        inner.rejoin_candidates.insert(broker);
+        session
+    }
+
+    /// Records a heartbeat. Returns whether a lease may be granted for it.
+    pub fn heartbeat(&self, broker: BrokerId, epoch: u64, metadata_version: u64, now: Instant) -> bool {
+        let mut inner = self.inner.lock();
+        if inner.leader_since.is_none() {
+            return false;
+        }
+        match inner.brokers.get_mut(&broker) {
+            Some(live) if live.epoch == epoch && !live.fencing => {
+                live.last_heartbeat = now;
+                live.acked_version = live.acked_version.max(metadata_version);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A session stream ended. Returns true when the broker should be fenced
+    /// at once (fast failover): it was the broker's current session, the
+    /// broker's epoch is unchanged and the fast path is on.
+    pub fn session_closed(&self, broker: BrokerId, epoch: u64, session: u64) -> bool {
+        let mut inner = self.inner.lock();
+        let Some(live) = inner.brokers.get_mut(&broker) else { return false };
+        if live.epoch != epoch || live.session != Some(session) {
+            return false;
+        }
+        live.session = None;
+        if self.config.fast_failover_on_disconnect && !live.fencing {
+            live.fencing = true;
+            return true;
+        }
+        false
+    }
+
+    /// Marks a broker as being fenced (e.g. on a clean-shutdown heartbeat).
+    pub fn begin_fence(&self, broker: BrokerId, epoch: u64) -> bool {
+        let mut inner = self.inner.lock();
+        match inner.brokers.get_mut(&broker) {
+            Some(live) if live.epoch == epoch && !live.fencing => {
+                live.fencing = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A fence proposal failed (e.g. leadership lost): allow a retry.
+    pub fn fence_failed(&self, broker: BrokerId, epoch: u64) {
+        if let Some(live) = self.inner.lock().brokers.get_mut(&broker)
+            && live.epoch == epoch
+        {
+            live.fencing = false;
+        }
+    }
+
+    /// Brokers due for fencing by session timeout; marks them as fencing.
+    pub fn due_for_fencing(&self, state: &State, now: Instant) -> Vec<(BrokerId, u64)> {
+        let mut inner = self.inner.lock();
+        let Some(since) = inner.leader_since else { return Vec::new() };
+        let timeout = self.session_timeout();
+        let mut due = Vec::new();
+        for broker in state.brokers().filter(|b| b.state != BrokerState::Fenced) {
+            let live = inner.brokers.entry(broker.id).or_insert(BrokerLive {
+                epoch: broker.epoch,
+                // Never heard from in this term: the clock starts at leadership.
+                last_heartbeat: since,
+                acked_version: 0,
+                session: None,
+                fencing: false,
+            });
+            if live.epoch != broker.epoch {
+                // Registered again (through this leader) since we last saw it.
+                *live = BrokerLive { epoch: broker.epoch, last_heartbeat: now, acked_version: 0, session: None, fencing: false };
+            }
+            let heard = live.last_heartbeat.max(since);
+            if !live.fencing && now.saturating_duration_since(heard) > timeout {
+                live.fencing = true;
+                due.push((broker.id, broker.epoch));
+            }
+        }
+        due
+    }
+
+    /// Milliseconds since the broker's last accepted heartbeat (None when not
+    /// leader or never heard from in this term).
+    pub fn heartbeat_age(&self, broker: BrokerId, now: Instant) -> Option<Duration> {
+        let inner = self.inner.lock();
+        inner.leader_since?;
+        inner.brokers.get(&broker).map(|b| now.saturating_duration_since(b.last_heartbeat))
+    }
+
+    /// Records the LEOs a broker reported for its replicas.
+    pub fn record_progress(
+        &self,
+        state: &State,
+        broker: BrokerId,
+        reports: impl Iterator<Item = (Arc<str>, i32, i64)>,
+    ) {
+        let mut inner = self.inner.lock();
+        if inner.leader_since.is_none() {
+            return;
+        }
+        let mut candidate = false;
+        for (topic, partition, leo) in reports {
+            let Ok(record) = state.partition(&topic, partition) else { continue };
+            if !record.replicas.contains(&broker) {
+                continue;
+            }
+            let entry = inner.progress.entry((topic, partition)).or_default();
+            let p = entry.entry(broker).or_default();
+            p.leo = p.leo.max(leo);
+            if !record.isr.contains(&broker) {
+                candidate = true;
+            }
+        }
+        if candidate {
+            inner.rejoin_candidates.insert(broker);
+        }
+    }
+
+    /// ISR changes due now: followers lagging past `replica_lag_max` leave,
+    /// caught-up replicas of rejoin candidates come back.
+    pub fn isr_changes(&self, state: &State, now: Instant) -> Vec<IsrChange> {
+        let mut inner = self.inner.lock();
+        let Some(since) = inner.leader_since else { return Vec::new() };
+        let lag_max = Duration::from_millis(self.config.replica_lag_max_ms);
+        let mut changes: HashMap<(Arc<str>, i32), (i32, BTreeSet<BrokerId>)> = HashMap::new();
+
+        // Shrink: only partitions with reported progress can show lag.
+        let Inner { progress, .. } = &mut *inner;
+        for ((topic, partition), replicas) in progress.iter_mut() {
+            let Ok(record) = state.partition(topic, *partition) else { continue };
+            if record.leader == NO_LEADER {
+                continue;
+            }
+            let leader_leo = replicas.get(&record.leader).map_or(0, |p| p.leo);
+            for &follower in record.isr.iter().filter(|b| **b != record.leader) {
+                let p = replicas.entry(follower).or_default();
+                if p.leo >= leader_leo {
+                    p.caught_up_at = Some(now);
+                    continue;
+                }
+                let caught_up_at = *p.caught_up_at.get_or_insert(since);
+                if now.saturating_duration_since(caught_up_at) > lag_max {
+                    let entry = changes
+                        .entry((topic.clone(), *partition))
+                        .or_insert_with(|| (record.partition_epoch, record.isr.iter().copied().collect()));
+                    entry.1.remove(&follower);
+                }
+            }
+        }
+
+        // Expand: replicas of candidate brokers that caught up with their leader.
+        let candidates: Vec<BrokerId> = inner.rejoin_candidates.drain().collect();
+        for broker in candidates {
+            if state.broker(broker).is_none_or(|b| b.state != BrokerState::Alive) {
+                continue;
+            }
+            let mut still_behind = false;
+            for (topic, partition) in state.partitions_of_broker(broker) {
+                let Ok(record) = state.partition(topic, partition) else { continue };
+                if record.isr.contains(&broker) || record.leader == NO_LEADER {
+                    continue;
+                }
+                let key: (Arc<str>, i32) = (Arc::from(topic), partition);
+                let reported = inner.progress.get(&key);
+                let leo = |b: BrokerId| reported.and_then(|r| r.get(&b)).map_or(0, |p| p.leo);
+                if leo(broker) >= leo(record.leader) {
+                    let entry =
+                        changes.entry(key).or_insert_with(|| (record.partition_epoch, record.isr.iter().copied().collect()));
+                    entry.1.insert(broker);
+                } else {
+                    still_behind = true;
+                }
+            }
+            if still_behind {
+                inner.rejoin_candidates.insert(broker);
+            }
+        }
+
+        let mut out: Vec<IsrChange> = changes
+            .into_iter()
+            .filter_map(|((topic, partition), (partition_epoch, isr))| {
+                let record = state.partition(&topic, partition).ok()?;
+                // Keep replica order; skip no-op changes.
+                let new_isr: Vec<BrokerId> = record.replicas.iter().copied().filter(|b| isr.contains(b)).collect();
+                (new_isr != record.isr && !new_isr.is_empty()).then(|| IsrChange {
+                    topic: topic.to_string(),
+                    partition,
+                    partition_epoch,
+                    new_isr,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        out.truncate(MAX_ISR_CHANGES_PER_ENTRY);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,124 @@
+//! Liveness decisions, tested by their outputs with no network.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use baton_state_machine::{Command, State, TopicConfig};
+
+use super::Liveness;
+use crate::config::LivenessConfig;
+
+fn cluster(brokers: i32) -> (State, u64) {
+    let mut s = State::new();
+    let mut index = 0;
+    for id in 1..=brokers {
+        index += 1;
+        s.apply(
+            index,
+            &Command::RegisterBroker {
+                broker_id: id,
+                incarnation_id: format!("i{id}"),
+                endpoint: format!("h:{id}"),
+                rack: String::new(),
+            },
+        );
+    }
+    index += 1;
+    let created = s.apply(
+        index,
+        &Command::CreateTopic { name: "t".into(), partitions: 1, replication_factor: 3, config: TopicConfig::default() },
+    );
+    assert!(created.outcome.is_ok());
+    (s, index)
+}
+
+fn liveness(fast: bool) -> Liveness {
+    Liveness::new(LivenessConfig { fast_failover_on_disconnect: fast, ..LivenessConfig::default() })
+}
+
+#[test]
+fn new_leader_waits_a_full_session_timeout_before_fencing_anyone() {
+    let (state, _) = cluster(3);
+    let l = liveness(true);
+    let t0 = Instant::now();
+    l.set_leader(true, t0);
+    let timeout = l.session_timeout();
+    assert!(l.due_for_fencing(&state, t0 + timeout / 2).is_empty(), "fenced before one session timeout");
+    let due = l.due_for_fencing(&state, t0 + timeout + Duration::from_millis(1));
+    assert_eq!(due.len(), 3, "never-heard brokers are fenced after one timeout: {due:?}");
+    // Marked as fencing: not proposed twice.
+    assert!(l.due_for_fencing(&state, t0 + timeout * 2).is_empty());
+}
+
+#[test]
+fn heartbeats_keep_a_broker_alive_and_stop_granting_once_fencing_starts() {
+    let (state, _) = cluster(3);
+    let l = liveness(true);
+    let t0 = Instant::now();
+    l.set_leader(true, t0);
+    let epoch = state.broker(1).map(|b| b.epoch).expect("broker 1");
+    let session = l.open_session(1, epoch, t0);
+    let timeout = l.session_timeout();
+    let later = t0 + timeout - Duration::from_millis(10);
+    assert!(l.heartbeat(1, epoch, 5, later));
+    let due = l.due_for_fencing(&state, t0 + timeout + Duration::from_millis(100));
+    assert!(!due.iter().any(|(b, _)| *b == 1), "a broker that heartbeated was fenced");
+    assert!(l.begin_fence(1, epoch));
+    assert!(!l.heartbeat(1, epoch, 6, later), "a lease was granted while a fence is in flight");
+    assert!(!l.session_closed(1, epoch, session), "fast path must not fence twice");
+}
+
+#[test]
+fn only_the_current_session_closing_triggers_fast_failover() {
+    let (state, _) = cluster(3);
+    let epoch = state.broker(2).map(|b| b.epoch).expect("broker 2");
+    let l = liveness(true);
+    let t0 = Instant::now();
+    l.set_leader(true, t0);
+    let old = l.open_session(2, epoch, t0);
+    let new = l.open_session(2, epoch, t0);
+    assert!(!l.session_closed(2, epoch, old), "a superseded session closing fenced the broker");
+    assert!(l.session_closed(2, epoch, new));
+
+    let off = liveness(false);
+    off.set_leader(true, t0);
+    let s = off.open_session(2, epoch, t0);
+    assert!(!off.session_closed(2, epoch, s), "fast failover ran while turned off");
+}
+
+#[test]
+fn lagging_follower_leaves_the_isr_and_rejoins_when_caught_up() {
+    let (mut state, mut index) = cluster(3);
+    let l = Liveness::new(LivenessConfig { replica_lag_max_ms: 1_000, ..LivenessConfig::default() });
+    let t0 = Instant::now();
+    l.set_leader(true, t0);
+    let p = state.partition("t", 0).expect("partition").clone();
+    let leader = p.leader;
+    let follower = *p.isr.iter().find(|b| **b != leader).expect("a follower");
+    let topic: Arc<str> = Arc::from("t");
+    l.record_progress(&state, leader, [(topic.clone(), 0, 100)].into_iter());
+    l.record_progress(&state, follower, [(topic.clone(), 0, 40)].into_iter());
+    assert!(l.isr_changes(&state, t0 + Duration::from_millis(500)).is_empty(), "shrunk before replica_lag_max");
+    let changes = l.isr_changes(&state, t0 + Duration::from_millis(1_500));
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert!(!changes[0].new_isr.contains(&follower));
+    index += 1;
+    let applied = state.apply(index, &Command::AlterIsr { changes });
+    assert!(applied.outcome.is_ok(), "{:?}", applied.outcome);
+
+    // Catching up brings it back.
+    l.record_progress(&state, follower, [(topic, 0, 100)].into_iter());
+    let changes = l.isr_changes(&state, t0 + Duration::from_millis(1_600));
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert!(changes[0].new_isr.contains(&follower));
+}
+
+#[test]
+fn a_follower_controller_decides_nothing() {
+    let (state, _) = cluster(3);
+    let l = liveness(true);
+    let t0 = Instant::now();
+    assert!(l.due_for_fencing(&state, t0 + Duration::from_secs(60)).is_empty());
+    assert!(!l.heartbeat(1, 1, 1, t0));
+    assert!(l.isr_changes(&state, t0).is_empty());
+}

@@ -1,0 +1,411 @@
+//! The one task that owns raft-rs's `RawNode`.
+//!
+//! It runs the Ready loop in the order raft-rs documents (src/lib.rs of the
+//! crate): send the leader's messages, install a snapshot, persist entries and
+//! hard state (fsync), send the messages that waited for that, apply committed
+//! entries, answer ReadIndex requests, advance, then handle the LightReady.
+//! Nothing else touches the `RawNode`; storage errors stop the driver (a node
+//! whose disk fails must not keep voting or leading).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use baton_state_machine::{Command, State};
+use protobuf::Message as _;
+use raft::prelude::{ConfChange, ConfChangeV2, Entry, EntryType, Snapshot};
+use raft::{RawNode, SnapshotStatus, StateRole};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
+
+use super::transport::Transport;
+use super::{DriverMsg, ProposeError, Proposed, RaftStatus};
+use crate::config::RaftConfig;
+use crate::metadata::Metadata;
+use crate::storage::RaftStorage;
+
+/// Bound on driver messages handled per loop turn, so one Ready batches many
+/// proposals but ticks are never starved.
+const MAX_MSGS_PER_TURN: usize = 4096;
+
+struct PendingRead {
+    reply: oneshot::Sender<Result<u64, ProposeError>>,
+    deadline: Instant,
+}
+
+pub(crate) struct Driver {
+    node: RawNode<RaftStorage>,
+    storage: RaftStorage,
+    metadata: Arc<Metadata>,
+    rx: mpsc::Receiver<DriverMsg>,
+    transport: Transport,
+    status: watch::Sender<RaftStatus>,
+    config: RaftConfig,
+    /// Distinguishes this process's proposals from those of its earlier lives,
+    /// whose entries may still be replayed from the log.
+    boot_nonce: u64,
+    next_seq: u64,
+    pending: HashMap<u64, oneshot::Sender<Result<Proposed, ProposeError>>>,
+    pending_reads: HashMap<u64, PendingRead>,
+    /// Index of the empty entry that opened this node's current leadership.
+    term_start_index: u64,
+    last_snapshot_index: u64,
+}
+
+impl Driver {
+    /// Builds the node from storage: state machine from the latest snapshot,
+    /// raft's applied index set to it, so the committed log after it replays.
+    pub(crate) fn new(
+        id: u64,
+        config: RaftConfig,
+        storage: RaftStorage,
+        metadata: Arc<Metadata>,
+        rx: mpsc::Receiver<DriverMsg>,
+        transport: Transport,
+        status: watch::Sender<RaftStatus>,
+    ) -> anyhow::Result<Driver> {
+        let applied = metadata.version();
+        let raft_config = raft::Config {
+            id,
+            election_tick: config.election_ticks,
+            heartbeat_tick: config.heartbeat_ticks,
+            applied,
+            max_size_per_msg: config.max_size_per_msg,
+            max_inflight_msgs: config.max_inflight_msgs,
+            max_uncommitted_size: config.max_uncommitted_size,
+            // Both default off in raft-rs; a leader that lost its quorum must
+            // step down (its lease-granting stops), and a partitioned node
+            // must not disrupt the cluster with term bumps when it returns.
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        };
+        raft_config.validate().context("invalid raft configuration")?;
+        let node = RawNode::new(&raft_config, storage.clone(), &super::logger::raft_logger(id))
+            .context("starting the raft node")?;
+        Ok(Driver {
+            node,
+            storage,
+            metadata,
+            rx,
+            transport,
+            status,
+            config,
+            boot_nonce: rand::random(),
+            next_seq: 1,
+            pending: HashMap::new(),
+            pending_reads: HashMap::new(),
+            term_start_index: u64::MAX,
+            last_snapshot_index: applied,
+        })
+    }
+
+    /// Runs until shutdown or a storage failure (returned as an error).
+    pub(crate) async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let mut ticker = tokio::time::interval(Duration::from_millis(self.config.tick_ms));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.publish_status();
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                _ = ticker.tick() => {
+                    self.node.tick();
+                    self.expire_requests();
+                }
+                msg = self.rx.recv() => {
+                    let Some(msg) = msg else { break };
+                    self.handle(msg);
+                    for _ in 0..MAX_MSGS_PER_TURN {
+                        match self.rx.try_recv() {
+                            Ok(msg) => self.handle(msg),
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+            self.on_ready()?;
+            self.maybe_snapshot()?;
+            self.publish_status();
+        }
+        self.fail_all(ProposeError::Shutdown);
+        Ok(())
+    }
+
+    fn handle(&mut self, msg: DriverMsg) {
+        match msg {
+            DriverMsg::Propose { command, reply } => self.propose(command, reply),
+            DriverMsg::ReadIndex { reply } => self.read_index(reply),
+            DriverMsg::Step(m) => {
+                // Errors here are messages from unknown peers or stale terms:
+                // raft ignores them by design.
+                if let Err(e) = self.node.step(*m) {
+                    debug!(error = %e, "raft step ignored a message");
+                }
+            }
+            DriverMsg::Unreachable(peer) => self.node.report_unreachable(peer),
+            DriverMsg::SnapshotDone { to, ok } => {
+                let status = if ok { SnapshotStatus::Finish } else { SnapshotStatus::Failure };
+                self.node.report_snapshot(to, status);
+            }
+        }
+    }
+
+    fn propose(&mut self, command: Vec<u8>, reply: oneshot::Sender<Result<Proposed, ProposeError>>) {
+        if self.node.raft.state != StateRole::Leader {
+            let leader = Some(self.node.raft.leader_id).filter(|id| *id != 0);
+            let _ = reply.send(Err(ProposeError::NotLeader { leader }));
+            return;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let mut context = Vec::with_capacity(16);
+        context.extend_from_slice(&self.boot_nonce.to_le_bytes());
+        context.extend_from_slice(&seq.to_le_bytes());
+        match self.node.propose(context, command) {
+            Ok(()) => {
+                self.pending.insert(seq, reply);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(ProposeError::Dropped(e.to_string())));
+            }
+        }
+    }
+
+    fn read_index(&mut self, reply: oneshot::Sender<Result<u64, ProposeError>>) {
+        if self.node.raft.leader_id == 0 {
+            let _ = reply.send(Err(ProposeError::NotLeader { leader: None }));
+            return;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.node.read_index(seq.to_le_bytes().to_vec());
+        // raft-rs drops ReadIndex silently in some states (no leader yet, or a
+        // new leader without a committed entry in its term): the deadline
+        // turns a lost request into a Timeout instead of a hang.
+        let deadline = Instant::now() + Duration::from_millis(self.config.proposal_timeout_ms);
+        self.pending_reads.insert(seq, PendingRead { reply, deadline });
+    }
+
+    fn expire_requests(&mut self) {
+        let now = Instant::now();
+        self.pending_reads.retain(|_, r| {
+            // Dropping an expired entry drops its sender: the waiter sees Shutdown
+            // unless its own deadline (the same length) fired first.
+            r.deadline > now && !r.reply.is_closed()
+        });
+        self.pending.retain(|_, reply| !reply.is_closed());
+    }
+
+    fn fail_all(&mut self, error: ProposeError) {
+        for (_, reply) in self.pending.drain() {
+            let _ = reply.send(Err(error.clone()));
+        }
+        for (_, read) in self.pending_reads.drain() {
+            let _ = read.reply.send(Err(error.clone()));
+        }
+    }
+
+    /// One pass of the Ready loop, in raft-rs's documented order.
+    fn on_ready(&mut self) -> anyhow::Result<()> {
+        if !self.node.has_ready() {
+            return Ok(());
+        }
+        let mut ready = self.node.ready();
+
+        if let Some(ss) = ready.ss() {
+            self.on_role_change(ss.raft_state, ss.leader_id);
+        }
+
+        // 1. A leader may send its messages before persisting (raft thesis
+        //    10.2.1): followers persist before acknowledging.
+        self.transport.send(ready.take_messages());
+
+        // 2. Install a snapshot received from the leader.
+        if !ready.snapshot().is_empty() {
+            self.install_snapshot(ready.snapshot())?;
+        }
+
+        // 3. Persist new entries and hard state in one fsynced transaction
+        //    BEFORE anything that depends on them is sent or applied.
+        let hard_state = ready.hs().cloned();
+        if !ready.entries().is_empty() || hard_state.is_some() {
+            self.storage
+                .append_and_persist(ready.entries(), hard_state.as_ref())
+                .context("persisting raft entries and hard state")?;
+        }
+
+        // 4. Messages that must follow persistence (votes, append responses).
+        self.transport.send(ready.take_persisted_messages());
+
+        // 5. Apply committed entries (raft-rs only hands out entries that are
+        //    both committed and persisted locally).
+        self.apply_entries(ready.take_committed_entries())?;
+
+        // 6. Answer ReadIndex requests: the reader waits for applied >= index.
+        for rs in ready.take_read_states() {
+            if let Ok(bytes) = <[u8; 8]>::try_from(rs.request_ctx.as_slice())
+                && let Some(read) = self.pending_reads.remove(&u64::from_le_bytes(bytes))
+            {
+                let _ = read.reply.send(Ok(rs.index));
+            }
+        }
+
+        // 7. Advance, then the LightReady: commit index, messages, entries.
+        let mut light = self.node.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.storage.set_commit(commit).context("persisting the commit index")?;
+        }
+        self.transport.send(light.take_messages());
+        self.apply_entries(light.take_committed_entries())?;
+        self.node.advance_apply();
+        Ok(())
+    }
+
+    fn on_role_change(&mut self, role: StateRole, leader_id: u64) {
+        info!(role = ?role, leader_id, term = self.node.raft.term, "raft role changed");
+        if role == StateRole::Leader {
+            // become_leader appended an empty entry: once it is applied, our
+            // state includes everything earlier leaders committed.
+            self.term_start_index = self.node.raft.raft_log.last_index();
+        } else {
+            self.term_start_index = u64::MAX;
+            if !self.pending.is_empty() || !self.pending_reads.is_empty() {
+                warn!(proposals = self.pending.len(), "lost leadership with requests in flight");
+            }
+            self.fail_all(ProposeError::Ambiguous);
+        }
+    }
+
+    fn install_snapshot(&mut self, snapshot: &Snapshot) -> anyhow::Result<()> {
+        let index = snapshot.get_metadata().index;
+        let state = State::decode_snapshot(snapshot.get_data())
+            .map_err(|e| anyhow::anyhow!("decoding the snapshot received at index {index}: {e}"))?;
+        self.storage.apply_snapshot(snapshot).context("installing a snapshot from the leader")?;
+        info!(index, bytes = snapshot.get_data().len(), "installed snapshot from the leader");
+        self.metadata.restore(state);
+        self.last_snapshot_index = index;
+        Ok(())
+    }
+
+    fn apply_entries(&mut self, entries: Vec<Entry>) -> anyhow::Result<()> {
+        for entry in entries {
+            let index = entry.index;
+            if index <= self.metadata.version() {
+                continue; // already in the restored snapshot
+            }
+            match entry.get_entry_type() {
+                EntryType::EntryNormal => self.apply_normal(&entry),
+                EntryType::EntryConfChange => {
+                    let cc = ConfChange::parse_from_bytes(&entry.data).context("decoding a conf change")?;
+                    let cs = self.node.apply_conf_change(&cc).context("applying a conf change")?;
+                    self.on_conf_state(index, cs)?;
+                }
+                EntryType::EntryConfChangeV2 => {
+                    let cc = ConfChangeV2::parse_from_bytes(&entry.data).context("decoding a conf change")?;
+                    let cs = self.node.apply_conf_change(&cc).context("applying a conf change")?;
+                    self.on_conf_state(index, cs)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_normal(&mut self, entry: &Entry) {
+        if entry.data.is_empty() {
+            self.metadata.apply_empty(entry.index);
+            return;
+        }
+        let applied = match Command::decode(&entry.data) {
+            Ok(command) => self.metadata.apply(entry.index, &command),
+            Err(e) => {
+                // Every replica decodes the same bytes the same way, so a
+                // no-op keeps them identical; this is a bug worth shouting about.
+                error!(index = entry.index, error = %e, "committed entry does not decode; applying as a no-op");
+                self.metadata.apply_empty(entry.index);
+                return;
+            }
+        };
+        if let Some(seq) = self.own_proposal(&entry.context)
+            && let Some(reply) = self.pending.remove(&seq)
+        {
+            let _ = reply.send(Ok(Proposed { index: entry.index, outcome: applied.outcome }));
+        }
+    }
+
+    fn own_proposal(&self, context: &[u8]) -> Option<u64> {
+        let (nonce, seq) = context.split_at_checked(8)?;
+        let nonce = u64::from_le_bytes(nonce.try_into().ok()?);
+        let seq = u64::from_le_bytes(seq.try_into().ok()?);
+        (nonce == self.boot_nonce).then_some(seq)
+    }
+
+    fn on_conf_state(&mut self, index: u64, cs: raft::prelude::ConfState) -> anyhow::Result<()> {
+        self.storage.set_conf_state(&cs).context("persisting the conf state")?;
+        info!(index, voters = ?cs.voters, learners = ?cs.learners, "configuration changed");
+        self.metadata.apply_empty(index);
+        Ok(())
+    }
+
+    /// Every `snapshot_interval_entries` applied entries, store a snapshot of
+    /// the state machine and compact the log behind it.
+    fn maybe_snapshot(&mut self) -> anyhow::Result<()> {
+        let applied = self.metadata.version();
+        if applied < self.last_snapshot_index + self.config.snapshot_interval_entries {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let data = self.metadata.read(|s| s.encode_snapshot());
+        let bytes = data.len();
+        let conf_state = self.node.raft.prs().conf().to_conf_state();
+        self.storage
+            .save_snapshot(applied, &conf_state, data, self.config.snapshot_keep_entries)
+            .context("saving a state-machine snapshot")?;
+        self.last_snapshot_index = applied;
+        info!(index = applied, bytes, took_ms = started.elapsed().as_millis() as u64, "snapshot saved; log compacted");
+        Ok(())
+    }
+
+    fn publish_status(&mut self) {
+        let raft = &self.node.raft;
+        let applied = self.metadata.version();
+        let is_leader = raft.state == StateRole::Leader;
+        let conf = raft.prs().conf().to_conf_state();
+        let match_index = if is_leader {
+            raft.prs().iter().map(|(id, pr)| (*id, pr.matched)).collect()
+        } else {
+            Default::default()
+        };
+        let status = RaftStatus {
+            id: raft.id,
+            leader_id: raft.leader_id,
+            term: raft.term,
+            is_leader,
+            leader_ready: is_leader && applied >= self.term_start_index,
+            commit_index: raft.raft_log.committed,
+            applied_index: applied,
+            voters: conf.voters.clone(),
+            learners: conf.learners.clone(),
+            match_index,
+        };
+        self.status.send_if_modified(|s| {
+            if *s == status {
+                false
+            } else {
+                *s = status;
+                true
+            }
+        });
+    }
+}
+
+/// The initial state machine for a node: its latest snapshot, or empty.
+pub(crate) fn restore_state(storage: &RaftStorage) -> anyhow::Result<State> {
+    match storage.latest_snapshot().context("reading the latest snapshot")? {
+        Some(snapshot) => State::decode_snapshot(snapshot.get_data())
+            .map_err(|e| anyhow::anyhow!("decoding the stored snapshot: {e}")),
+        None => Ok(State::new()),
+    }
+}

@@ -1,0 +1,260 @@
+//! Raft messages between controllers over gRPC (`baton.v1.Raft`).
+//!
+//! Outgoing: one task per peer holds a client-streaming `Send` call and feeds
+//! it batches from a bounded queue. A full queue or a broken link drops
+//! messages (raft retransmits) and reports the peer unreachable. Snapshots go
+//! through `SendSnapshot` in chunks so no message exceeds the size bound.
+//! Incoming: [`RaftService`] decodes and steps messages from configured peers
+//! only; raft's codec never sees bytes from anyone else.
+
+use std::collections::{BTreeMap, HashMap};
+use std::pin::pin;
+use std::time::Duration;
+
+use baton_proto::v1::raft_client::RaftClient;
+use baton_proto::v1::raft_server::Raft;
+use baton_proto::v1::{RaftAck, RaftMessageBatch, SnapshotChunk};
+use futures::StreamExt;
+use protobuf::Message as _;
+use raft::prelude::{Message, MessageType};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, warn};
+
+use super::{DriverMsg, RaftHandle};
+
+/// Bound on queued outgoing messages per peer.
+const PEER_QUEUE: usize = 4096;
+/// Bound on messages per batch on the wire.
+const MAX_BATCH_MESSAGES: usize = 256;
+/// Snapshot data travels in chunks of this size.
+const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+/// Largest snapshot a controller accepts from a peer.
+const MAX_SNAPSHOT_BYTES: u64 = 4 << 30;
+
+pub(crate) struct Transport {
+    peers: HashMap<u64, mpsc::Sender<Message>>,
+}
+
+impl Transport {
+    /// Spawns one sender task per peer on the current runtime.
+    pub(crate) fn start(
+        self_id: u64,
+        peers: &BTreeMap<u64, String>,
+        driver: mpsc::Sender<DriverMsg>,
+        max_message_bytes: usize,
+    ) -> Transport {
+        let mut senders = HashMap::new();
+        for (&id, addr) in peers.iter().filter(|(id, _)| **id != self_id) {
+            let (tx, rx) = mpsc::channel(PEER_QUEUE);
+            senders.insert(id, tx);
+            let link = PeerLink { from: self_id, to: id, addr: addr.clone(), driver: driver.clone(), max_message_bytes };
+            tokio::spawn(link.run(rx));
+        }
+        Transport { peers: senders }
+    }
+
+    /// Queues messages without waiting; what does not fit is dropped.
+    pub(crate) fn send(&self, messages: Vec<Message>) {
+        for m in messages {
+            match self.peers.get(&m.to) {
+                Some(tx) => {
+                    if tx.try_send(m).is_err() {
+                        debug!("raft peer queue full; message dropped");
+                    }
+                }
+                None => debug!(to = m.to, "raft message for an unknown peer dropped"),
+            }
+        }
+    }
+}
+
+struct PeerLink {
+    from: u64,
+    to: u64,
+    addr: String,
+    driver: mpsc::Sender<DriverMsg>,
+    max_message_bytes: usize,
+}
+
+impl PeerLink {
+    async fn run(self, mut rx: mpsc::Receiver<Message>) {
+        let mut backoff = Duration::from_millis(50);
+        while let Some(first) = rx.recv().await {
+            let client = match self.connect().await {
+                Ok(c) => c,
+                Err(e) => {
+                    debug!(peer = self.to, error = %e, "raft peer unreachable");
+                    self.unreachable().await;
+                    // Drop what queued up meanwhile: raft will resend.
+                    while rx.try_recv().is_ok() {}
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(50);
+            self.stream_to(client, first, &mut rx).await;
+            self.unreachable().await;
+        }
+    }
+
+    async fn connect(&self) -> Result<RaftClient<Channel>, tonic::transport::Error> {
+        let channel = Endpoint::from_shared(format!("http://{}", self.addr))?
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .connect()
+            .await?;
+        Ok(RaftClient::new(channel)
+            .max_decoding_message_size(self.max_message_bytes)
+            .max_encoding_message_size(self.max_message_bytes))
+    }
+
+    /// Feeds one long-lived `Send` call until it or the queue ends.
+    async fn stream_to(&self, client: RaftClient<Channel>, first: Message, rx: &mut mpsc::Receiver<Message>) {
+        let (batch_tx, batch_rx) = mpsc::channel::<RaftMessageBatch>(32);
+        let mut client_for_call = client.clone();
+        let mut call = pin!(client_for_call.send(ReceiverStream::new(batch_rx)));
+        let mut next = Some(first);
+        loop {
+            let msg = match next.take() {
+                Some(m) => m,
+                None => tokio::select! {
+                    m = rx.recv() => match m { Some(m) => m, None => return },
+                    r = &mut call => { if let Err(e) = r { debug!(peer = self.to, error = %e, "raft stream ended"); } return; }
+                },
+            };
+            let mut batch = RaftMessageBatch { from: self.from, messages: Vec::new() };
+            let mut pending = Some(msg);
+            while let Some(m) = pending.take() {
+                if m.get_msg_type() == MessageType::MsgSnapshot {
+                    tokio::spawn(send_snapshot(client.clone(), self.from, m, self.driver.clone()));
+                } else {
+                    match m.write_to_bytes() {
+                        Ok(bytes) => batch.messages.push(bytes.into()),
+                        Err(e) => warn!(error = %e, "encoding a raft message failed; dropped"),
+                    }
+                }
+                if batch.messages.len() < MAX_BATCH_MESSAGES {
+                    pending = rx.try_recv().ok();
+                }
+            }
+            if batch.messages.is_empty() {
+                continue;
+            }
+            tokio::select! {
+                r = batch_tx.send(batch) => if r.is_err() { return },
+                r = &mut call => { if let Err(e) = r { debug!(peer = self.to, error = %e, "raft stream ended"); } return; }
+            }
+        }
+    }
+
+    async fn unreachable(&self) {
+        let _ = self.driver.send(DriverMsg::Unreachable(self.to)).await;
+    }
+}
+
+async fn send_snapshot(mut client: RaftClient<Channel>, from: u64, mut msg: Message, driver: mpsc::Sender<DriverMsg>) {
+    let to = msg.to;
+    let data = msg.mut_snapshot().take_data();
+    let result = async {
+        let header = msg.write_to_bytes().map_err(|e| Status::internal(e.to_string()))?;
+        let total_len = data.len() as u64;
+        let crc32 = crc32fast::hash(&data);
+        let mut chunks = Vec::with_capacity(data.len() / SNAPSHOT_CHUNK_BYTES + 1);
+        let mut slices = data.chunks(SNAPSHOT_CHUNK_BYTES).peekable();
+        chunks.push(SnapshotChunk {
+            from,
+            message: header.into(),
+            data: slices.next().map(|s| s.to_vec()).unwrap_or_default().into(),
+            total_len,
+            crc32,
+        });
+        for s in slices {
+            chunks.push(SnapshotChunk { from, data: s.to_vec().into(), ..Default::default() });
+        }
+        client.send_snapshot(futures::stream::iter(chunks)).await
+    }
+    .await;
+    let ok = match result {
+        Ok(_) => true,
+        Err(e) => {
+            warn!(peer = to, error = %e, "sending a snapshot failed");
+            false
+        }
+    };
+    let _ = driver.send(DriverMsg::SnapshotDone { to, ok }).await;
+}
+
+/// The incoming side: `baton.v1.Raft` on every controller.
+pub struct RaftService {
+    handle: RaftHandle,
+    peers: Vec<u64>,
+}
+
+impl RaftService {
+    pub fn new(handle: RaftHandle, peers: Vec<u64>) -> RaftService {
+        RaftService { handle, peers }
+    }
+
+    fn check_peer(&self, from: u64) -> Result<(), Status> {
+        if self.peers.contains(&from) && from != self.handle.id() {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!("raft message from {from}, which is not a configured peer")))
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Raft for RaftService {
+    async fn send(&self, request: Request<Streaming<RaftMessageBatch>>) -> Result<Response<RaftAck>, Status> {
+        let mut stream = request.into_inner();
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            self.check_peer(batch.from)?;
+            for bytes in batch.messages {
+                let msg = Message::parse_from_bytes(&bytes)
+                    .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))?;
+                if msg.from != batch.from {
+                    return Err(Status::invalid_argument("raft message sender does not match its batch"));
+                }
+                self.handle.step(msg).await.map_err(|_| Status::unavailable("controller shutting down"))?;
+            }
+        }
+        Ok(Response::new(RaftAck {}))
+    }
+
+    async fn send_snapshot(&self, request: Request<Streaming<SnapshotChunk>>) -> Result<Response<RaftAck>, Status> {
+        let mut stream = request.into_inner();
+        let first = stream.next().await.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
+        self.check_peer(first.from)?;
+        if first.total_len > MAX_SNAPSHOT_BYTES {
+            return Err(Status::invalid_argument(format!("snapshot of {} bytes is over the bound", first.total_len)));
+        }
+        let mut msg = Message::parse_from_bytes(&first.message)
+            .map_err(|e| Status::invalid_argument(format!("undecodable snapshot message: {e}")))?;
+        if msg.get_msg_type() != MessageType::MsgSnapshot || msg.from != first.from {
+            return Err(Status::invalid_argument("first snapshot chunk is not a MsgSnapshot from its sender"));
+        }
+        let mut data = Vec::with_capacity(first.total_len as usize);
+        data.extend_from_slice(&first.data);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            if data.len() as u64 + chunk.data.len() as u64 > first.total_len {
+                return Err(Status::invalid_argument("snapshot data longer than announced"));
+            }
+            data.extend_from_slice(&chunk.data);
+        }
+        if data.len() as u64 != first.total_len || crc32fast::hash(&data) != first.crc32 {
+            return Err(Status::data_loss("snapshot data is truncated or fails its checksum"));
+        }
+        msg.mut_snapshot().set_data(data.into());
+        self.handle.step(msg).await.map_err(|_| Status::unavailable("controller shutting down"))?;
+        Ok(Response::new(RaftAck {}))
+    }
+}

@@ -1,0 +1,228 @@
+//! `baton.v1.BrokerSession`: broker registration and the session stream
+//! (heartbeats in, lease grants and leadership updates out). Sessions are
+//! held with the ACTIVE controller only; see broker_session.proto.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use baton_proto::v1 as pb;
+use baton_proto::v1::broker_session_server::BrokerSession;
+use baton_proto::v1::session_request::Kind as RequestKind;
+use baton_proto::v1::session_response::Kind as ResponseKind;
+use baton_state_machine::{BrokerState, Command, FenceReason, Outcome, StateError};
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, info, warn};
+
+use super::convert::UpdateCursor;
+use super::forward::Route;
+use super::{invalid, not_leader, propose_error, state_error};
+use crate::{Shared, active};
+
+/// Bound on messages queued toward one agent.
+const SESSION_QUEUE: usize = 64;
+/// Bounds on registration fields.
+const MAX_ID_LEN: usize = 256;
+
+pub struct BrokerSessionService {
+    shared: Arc<Shared>,
+}
+
+impl BrokerSessionService {
+    pub fn new(shared: Arc<Shared>) -> BrokerSessionService {
+        BrokerSessionService { shared }
+    }
+}
+
+type SessionStream = Pin<Box<dyn Stream<Item = Result<pb::SessionResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl BrokerSession for BrokerSessionService {
+    async fn register_broker(
+        &self,
+        request: Request<pb::RegisterBrokerRequest>,
+    ) -> Result<Response<pb::RegisterBrokerResponse>, Status> {
+        if let Route::Leader(addr) = self.shared.forwarder.route(&self.shared.raft, &request)? {
+            let inner = request.into_inner();
+            return self
+                .shared
+                .forwarder
+                .broker_session(&addr, inner, |mut c, r| async move { c.register_broker(r).await })
+                .await;
+        }
+        let req = request.into_inner();
+        if req.incarnation_id.is_empty() || req.incarnation_id.len() > MAX_ID_LEN {
+            return Err(invalid("incarnation_id must be 1..=256 bytes"));
+        }
+        if req.endpoint.len() > MAX_ID_LEN || req.rack.len() > MAX_ID_LEN {
+            return Err(invalid("endpoint and rack must be at most 256 bytes"));
+        }
+        let command = Command::RegisterBroker {
+            broker_id: req.broker_id,
+            incarnation_id: req.incarnation_id,
+            endpoint: req.endpoint,
+            rack: req.rack,
+        };
+        let handle = &self.shared.raft;
+        let proposed = handle.propose(&command).await.map_err(|e| propose_error(e, handle))?;
+        match proposed.outcome {
+            Ok(Outcome::BrokerRegistered { broker_epoch }) => {
+                info!(broker = req.broker_id, broker_epoch, "broker registered");
+                Ok(Response::new(pb::RegisterBrokerResponse { broker_epoch, metadata_version: proposed.index }))
+            }
+            Ok(other) => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+            Err(e) => Err(state_error(&e)),
+        }
+    }
+
+    type SessionStream = SessionStream;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<pb::SessionRequest>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let shared = self.shared.clone();
+        if !shared.raft.status().leader_ready {
+            return Err(not_leader(&shared.raft));
+        }
+        let mut inbound = request.into_inner();
+        let first = match inbound.message().await? {
+            Some(pb::SessionRequest { kind: Some(RequestKind::Heartbeat(h)) }) => h,
+            _ => return Err(invalid("a session must open with a heartbeat")),
+        };
+        check_broker(&shared, &first)?;
+        let session = shared.liveness.open_session(first.broker_id, first.broker_epoch, Instant::now());
+        debug!(broker = first.broker_id, epoch = first.broker_epoch, session, "session opened");
+        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+        tokio::spawn(run_session(shared, first, inbound, tx, session));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// The heartbeat's broker must exist with exactly this epoch and not be fenced.
+fn check_broker(shared: &Shared, h: &pb::Heartbeat) -> Result<(), Status> {
+    shared.raft.metadata().read(|s| match s.broker(h.broker_id) {
+        None => Err(state_error(&StateError::BrokerNotFound(h.broker_id))),
+        Some(b) if b.epoch != h.broker_epoch => Err(state_error(&StateError::StaleBrokerEpoch {
+            broker_id: h.broker_id,
+            expected: b.epoch,
+            got: h.broker_epoch,
+        })),
+        Some(b) if b.state == BrokerState::Fenced => Err(state_error(&StateError::BrokerFenced(h.broker_id))),
+        Some(_) => Ok(()),
+    })
+}
+
+enum End {
+    /// The agent closed its side or the connection broke.
+    Disconnected,
+    /// We ended it (stale epoch, lost leadership, bad message).
+    Refused,
+}
+
+async fn run_session(
+    shared: Arc<Shared>,
+    first: pb::Heartbeat,
+    mut inbound: Streaming<pb::SessionRequest>,
+    tx: mpsc::Sender<Result<pb::SessionResponse, Status>>,
+    session: u64,
+) {
+    let (broker, epoch) = (first.broker_id, first.broker_epoch);
+    let metadata = shared.raft.metadata().clone();
+    let mut cursor = UpdateCursor::new(&metadata, first.metadata_version);
+    let mut status = shared.raft.subscribe_status();
+    let end = async {
+        if let Err(e) = on_heartbeat(&shared, &first, &tx).await {
+            let _ = tx.send(Err(e)).await;
+            return End::Refused;
+        }
+        loop {
+            tokio::select! {
+                msg = inbound.message() => match msg {
+                    Ok(Some(pb::SessionRequest { kind: Some(RequestKind::Heartbeat(h)) })) => {
+                        let result = if h.broker_id != broker || h.broker_epoch != epoch {
+                            Err(invalid("a session carries one broker id and epoch"))
+                        } else {
+                            on_heartbeat(&shared, &h, &tx).await
+                        };
+                        if let Err(e) = result {
+                            let _ = tx.send(Err(e)).await;
+                            return End::Refused;
+                        }
+                    }
+                    Ok(Some(_)) => {
+                        let _ = tx.send(Err(invalid("empty session message"))).await;
+                        return End::Refused;
+                    }
+                    Ok(None) | Err(_) => return End::Disconnected,
+                },
+                updates = cursor.next(&metadata) => {
+                    let Some(updates) = updates else { return End::Refused };
+                    for (_, update) in updates {
+                        let msg = pb::SessionResponse { kind: Some(ResponseKind::Update(update)) };
+                        if tx.send(Ok(msg)).await.is_err() {
+                            return End::Disconnected;
+                        }
+                    }
+                }
+                changed = status.changed() => {
+                    if changed.is_err() || !status.borrow().leader_ready {
+                        let _ = tx.send(Err(not_leader(&shared.raft))).await;
+                        return End::Refused;
+                    }
+                }
+                _ = tx.closed() => return End::Disconnected,
+            }
+        }
+    }
+    .await;
+    if matches!(end, End::Disconnected) && shared.liveness.session_closed(broker, epoch, session) {
+        info!(broker, epoch, "broker session closed: fencing it at once (fast failover)");
+        active::fence(&shared, broker, epoch, FenceReason::Disconnected).await;
+    } else {
+        debug!(broker, epoch, session, "session ended");
+    }
+}
+
+async fn on_heartbeat(
+    shared: &Arc<Shared>,
+    h: &pb::Heartbeat,
+    tx: &mpsc::Sender<Result<pb::SessionResponse, Status>>,
+) -> Result<(), Status> {
+    let now = Instant::now();
+    let max = shared.config.limits.max_progress_per_heartbeat;
+    if h.progress.len() > max {
+        return Err(invalid(format!("{} progress reports in one heartbeat; the bound is {max}", h.progress.len())));
+    }
+    check_broker(shared, h)?;
+    let metadata = shared.raft.metadata();
+    if !h.progress.is_empty() {
+        metadata.read(|s| {
+            let reports = h.progress.iter().map(|p| (Arc::from(p.topic.as_str()), p.partition, p.log_end_offset));
+            shared.liveness.record_progress(s, h.broker_id, reports);
+        });
+    }
+    let granted = shared.liveness.heartbeat(h.broker_id, h.broker_epoch, h.metadata_version, now);
+    if h.shutting_down {
+        // The agent suspended itself before sending this: move its
+        // partitions now. Acknowledge without a lease.
+        let ack = pb::HeartbeatAck { seq: h.seq, lease_ms: 0, metadata_version: metadata.version() };
+        let _ = tx.send(Ok(pb::SessionResponse { kind: Some(ResponseKind::Ack(ack)) })).await;
+        if shared.liveness.begin_fence(h.broker_id, h.broker_epoch) {
+            info!(broker = h.broker_id, "broker shutting down cleanly: fencing it");
+            active::fence(shared, h.broker_id, h.broker_epoch, FenceReason::CleanShutdown).await;
+        }
+        return Ok(());
+    }
+    if granted {
+        let lease_ms = shared.config.liveness.lease_ms.min(u32::MAX as u64) as u32;
+        let ack = pb::HeartbeatAck { seq: h.seq, lease_ms, metadata_version: metadata.version() };
+        if tx.send(Ok(pb::SessionResponse { kind: Some(ResponseKind::Ack(ack)) })).await.is_err() {
+            warn!(broker = h.broker_id, "could not deliver a heartbeat ack");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,92 @@
+//! The state's invariants, checked in full (O(all partitions)): by tests after
+//! every apply and by `decode_snapshot` before a snapshot is trusted.
+
+use std::collections::BTreeSet;
+
+use crate::index::DerivedIndex;
+use crate::state::State;
+use crate::types::{BrokerState, MAX_PARTITIONS_PER_TOPIC, NO_LEADER};
+
+impl State {
+    /// Ok, or the first broken invariant:
+    /// - brokers and topics are keyed by their own id / name; ids ≤ applied index;
+    /// - every partition: replicas non-empty, distinct, registered brokers;
+    ///   ISR non-empty, distinct, ⊆ replicas, in replica order;
+    ///   leader ∈ ISR or -1; a leader is not fenced; 0 ≤ leader_epoch ≤ partition_epoch;
+    /// - a fenced broker is in an ISR only as its sole member;
+    /// - a leaderless partition has no Alive ISR member (else it would have
+    ///   been given a leader: the liveness half of the elector's contract);
+    /// - the derived indexes equal a fresh rebuild.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for (id, broker) in &self.brokers {
+            if *id != broker.id || *id < 0 {
+                return Err(format!("broker keyed {id} has id {}", broker.id));
+            }
+            if broker.epoch > self.applied_index {
+                return Err(format!("broker {id} epoch {} is after applied index {}", broker.epoch, self.applied_index));
+            }
+        }
+        let state_of = |b: i32| self.brokers.get(&b).map(|broker| broker.state);
+        for (name, topic) in &self.topics {
+            if **name != *topic.name {
+                return Err(format!("topic keyed {name:?} is named {:?}", topic.name));
+            }
+            if topic.id == 0 || topic.id > self.applied_index {
+                return Err(format!("topic {name:?} id {} is not a past log index", topic.id));
+            }
+            let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+            if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&count) {
+                return Err(format!("topic {name:?} has {count} partitions"));
+            }
+            for (p, part) in topic.partitions.iter().enumerate() {
+                let at = || format!("{name}-{p}");
+                let replicas: BTreeSet<_> = part.replicas.iter().collect();
+                if part.replicas.is_empty() || replicas.len() != part.replicas.len() {
+                    return Err(format!("{}: replicas {:?} empty or repeated", at(), part.replicas));
+                }
+                if let Some(b) = part.replicas.iter().find(|b| state_of(**b).is_none()) {
+                    return Err(format!("{}: replica {b} is not a registered broker", at()));
+                }
+                let in_replica_order: Vec<i32> =
+                    part.replicas.iter().copied().filter(|r| part.isr.contains(r)).collect();
+                if part.isr.is_empty() || in_replica_order != part.isr {
+                    return Err(format!(
+                        "{}: isr {:?} empty, repeated, not within or not in the order of replicas {:?}",
+                        at(),
+                        part.isr,
+                        part.replicas
+                    ));
+                }
+                if part.leader != NO_LEADER && !part.isr.contains(&part.leader) {
+                    return Err(format!("{}: leader {} not in isr {:?}", at(), part.leader, part.isr));
+                }
+                if part.leader != NO_LEADER && state_of(part.leader) == Some(BrokerState::Fenced) {
+                    return Err(format!("{}: leader {} is fenced", at(), part.leader));
+                }
+                if part.leader_epoch < 0 || part.leader_epoch > part.partition_epoch {
+                    return Err(format!(
+                        "{}: leader_epoch {} outside 0..=partition_epoch {}",
+                        at(),
+                        part.leader_epoch,
+                        part.partition_epoch
+                    ));
+                }
+                if part.isr.len() > 1
+                    && let Some(b) = part.isr.iter().find(|b| state_of(**b) == Some(BrokerState::Fenced))
+                {
+                    return Err(format!("{}: fenced broker {b} in a multi-member isr {:?}", at(), part.isr));
+                }
+                if part.leader == NO_LEADER
+                    && let Some(b) = part.isr.iter().find(|b| state_of(**b) == Some(BrokerState::Alive))
+                {
+                    return Err(format!("{}: leaderless although isr member {b} is alive", at()));
+                }
+            }
+        }
+        let rebuilt = DerivedIndex::rebuild(self.topics.values());
+        if rebuilt != self.index {
+            return Err("derived index differs from a rebuild".to_owned());
+        }
+        Ok(())
+    }
+}
