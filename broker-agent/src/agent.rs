@@ -48,6 +48,8 @@ pub struct AgentStatus {
     pub partitions_led: u32,
     /// Progress records dropped at the dirty-queue bound since start.
     pub progress_dropped: u64,
+    /// Partitions whose progress waits for a heartbeat.
+    pub progress_pending: usize,
 }
 
 /// The controller the session is with.
@@ -209,6 +211,7 @@ impl Agent {
             controller: controller.map(|c| c.address),
             partitions_led: self.shared.table.partitions_led(),
             progress_dropped: self.shared.table.progress_dropped(),
+            progress_pending: self.shared.table.dirty_len(),
         }
     }
 
@@ -217,10 +220,11 @@ impl Agent {
     /// ack, and stops the session task. Idempotent; any clone may call it.
     pub async fn shutdown(&self) {
         self.shared.stop.send_replace(true);
+        let has_task = self.shared.task.lock().is_some();
         let mut stopped = self.shared.stopped.subscribe();
         // Bounded: the session waits at most rpc_timeout for the ack, plus slack.
         let limit = self.shared.config.rpc_timeout * 2 + Duration::from_secs(1);
-        if tokio::time::timeout(limit, stopped.wait_for(|s| *s)).await.is_err() {
+        if has_task && tokio::time::timeout(limit, stopped.wait_for(|s| *s)).await.is_err() {
             tracing::warn!("session task did not stop in time; aborting it");
             if let Some(task) = self.shared.task.lock().take() {
                 task.abort();

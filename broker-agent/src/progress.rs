@@ -57,11 +57,6 @@ impl ProgressSlot {
     pub(crate) fn clear_dirty(&self) {
         self.dirty.store(false, Ordering::Release);
     }
-
-    #[cfg(test)]
-    pub(crate) fn is_dirty(&self) -> bool {
-        self.dirty.load(Ordering::Acquire)
-    }
 }
 
 /// FIFO of dirty entries, bounded by [`MAX_DIRTY_PARTITIONS`] (or a smaller

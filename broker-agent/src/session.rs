@@ -299,7 +299,7 @@ impl Session {
                     }
                     _ => {
                         let error = status.metadata().get(ERROR_METADATA_KEY).and_then(|v| v.to_str().ok());
-                        tracing::warn!(controller = %target.address, code = ?status.code(), error, message = status.message(), "registration failed");
+                        tracing::warn!(controller = %target.address, code = ?status.code(), error, detail = status.message(), "registration failed");
                     }
                 },
             }
@@ -445,7 +445,7 @@ impl Session {
                         break StreamEnd::Failed;
                     }
                     match self.send_heartbeat(&tx, false) {
-                        Sent::Seq(_) => {}
+                        Sent::Seq(seq) => tracing::trace!(seq, "heartbeat"),
                         Sent::Full => tracing::debug!("outbound queue full; heartbeat skipped"),
                         Sent::Closed => break StreamEnd::Failed,
                     }
@@ -489,7 +489,7 @@ impl Session {
             }
             Disposition::Redirect(to) if to.address != target.address => StreamEnd::Redirect(to),
             _ => {
-                tracing::warn!(code = ?status.code(), error, message = status.message(), "session failed");
+                tracing::warn!(code = ?status.code(), error, detail = status.message(), "session failed");
                 StreamEnd::Failed
             }
         }

@@ -30,7 +30,7 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
                 if ready != shared.liveness.is_leader() {
                     info!(ready, "active controller role changed; liveness state reset");
                 }
-                shared.liveness.set_leader(ready, Instant::now());
+                shared.liveness.set_leader(ready, Instant::now(), shared.raft.metadata().version());
             }
             _ = ticker.tick() => {
                 if !shared.liveness.is_leader() {

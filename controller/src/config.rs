@@ -277,3 +277,39 @@ mod tests {
         assert!(parse_peers("").is_err());
     }
 }
+
+#[cfg(test)]
+mod example_file_tests {
+    use super::*;
+
+    /// deploy/config/controller.toml documents every option with its
+    /// default: it must parse, and its values must be the defaults.
+    #[test]
+    fn the_documented_config_file_parses_to_the_defaults() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/controller.toml");
+        let c = ControllerConfig::load(Overrides { config_file: Some(path), ..Overrides::default() })
+            .expect("example config loads");
+        let d = LivenessConfig::default();
+        assert_eq!(c.liveness.session_timeout_ms, d.session_timeout_ms);
+        assert_eq!(c.liveness.lease_ms, d.lease_ms);
+        assert_eq!(c.liveness.fast_failover_on_disconnect, d.fast_failover_on_disconnect);
+        assert_eq!(c.liveness.replica_lag_max_ms, d.replica_lag_max_ms);
+        assert_eq!(c.raft.tick_ms, RaftConfig::default().tick_ms);
+        assert_eq!(c.raft.snapshot_interval_entries, RaftConfig::default().snapshot_interval_entries);
+        assert_eq!(c.limits.max_message_bytes, LimitsConfig::default().max_message_bytes);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/controller.toml");
+        let c = ControllerConfig::load(Overrides {
+            config_file: Some(path),
+            id: Some(2),
+            listen: Some("127.0.0.1:7102".into()),
+            ..Overrides::default()
+        })
+        .expect("loads");
+        assert_eq!(c.id, 2);
+        assert_eq!(c.listen.port(), 7102);
+    }
+}

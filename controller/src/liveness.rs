@@ -46,6 +46,9 @@ struct ReplicaProgress {
 struct Inner {
     /// When this node became a ready leader; None while it is not one.
     leader_since: Option<Instant>,
+    /// The metadata version at that instant: a broker epoch above it is a
+    /// registration this leader committed, whose clock starts when first seen.
+    leader_version: u64,
     brokers: HashMap<BrokerId, BrokerLive>,
     next_session: u64,
     /// Reported LEOs: (topic, partition) → broker → progress.
@@ -74,13 +77,18 @@ impl Liveness {
 
     /// Called when this node becomes (or stops being) a ready leader. Either
     /// way, what an earlier term learned is forgotten.
-    pub fn set_leader(&self, ready: bool, now: Instant) {
+    pub fn set_leader(&self, ready: bool, now: Instant, version: u64) {
         let mut inner = self.inner.lock();
         let was = inner.leader_since.is_some();
         if ready == was {
             return;
         }
-        *inner = Inner { leader_since: ready.then_some(now), next_session: inner.next_session, ..Inner::default() };
+        *inner = Inner {
+            leader_since: ready.then_some(now),
+            leader_version: version,
+            next_session: inner.next_session,
+            ..Inner::default()
+        };
     }
 
     pub fn is_leader(&self) -> bool {
@@ -165,13 +173,16 @@ impl Liveness {
     pub fn due_for_fencing(&self, state: &State, now: Instant) -> Vec<(BrokerId, u64)> {
         let mut inner = self.inner.lock();
         let Some(since) = inner.leader_since else { return Vec::new() };
+        let leader_version = inner.leader_version;
         let timeout = self.session_timeout();
         let mut due = Vec::new();
         for broker in state.brokers().filter(|b| b.state != BrokerState::Fenced) {
             let live = inner.brokers.entry(broker.id).or_insert(BrokerLive {
                 epoch: broker.epoch,
-                // Never heard from in this term: the clock starts at leadership.
-                last_heartbeat: since,
+                // Never heard from in this term: the clock starts at
+                // leadership, or at first sight for a registration this
+                // leader committed (the broker epoch is its log index).
+                last_heartbeat: if broker.epoch > leader_version { now } else { since },
                 acked_version: 0,
                 session: None,
                 fencing: false,

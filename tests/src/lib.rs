@@ -282,7 +282,7 @@ impl Cluster {
         self.wait_until("a controller leader", timeout, || {
             let q = self.quorum().ok()?;
             let leader = q["leader"].as_u64()?;
-            (leader >= 1).then_some(leader as usize - 1)
+            (leader >= 1).then(|| leader as usize - 1)
         })
         .await
     }

@@ -135,7 +135,7 @@ async fn killed_active_controller_is_replaced_without_losing_acknowledged_change
         .wait_until("a new controller leader", LONG, || {
             let q = cluster.quorum().ok()?;
             let l = q["leader"].as_u64()? as usize;
-            (l >= 1 && l - 1 != old_leader).then_some(l - 1)
+            (l >= 1 && l - 1 != old_leader).then(|| l - 1)
         })
         .await;
     assert_ne!(new_leader, old_leader);

@@ -76,11 +76,13 @@ pub enum TopicCommand {
     /// Create a topic.
     Create {
         name: String,
-        /// Number of partitions (>= 1).
-        #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+        /// Number of partitions (>= 1). Range checks are the controller's,
+        /// so every client gets the same typed error (INVALID_PARTITIONS).
+        #[arg(long, allow_negative_numbers = true)]
         partitions: i32,
-        /// Replicas per partition (>= 1, at most the number of live brokers).
-        #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+        /// Replicas per partition (>= 1, at most the number of live brokers;
+        /// checked by the controller: INVALID_REPLICATION_FACTOR).
+        #[arg(long, allow_negative_numbers = true)]
         replication_factor: i32,
         /// Allow electing a leader outside the ISR when no ISR member is alive (may lose data).
         #[arg(long)]
@@ -108,7 +110,7 @@ pub enum LeaderCommand {
     /// Show the leader of one partition.
     Get {
         topic: String,
-        #[arg(value_parser = clap::value_parser!(i32).range(0..))]
+        #[arg(allow_negative_numbers = true)]
         partition: i32,
         /// Read through the raft leader instead of the answering controller's state.
         #[arg(long)]

@@ -26,7 +26,7 @@ fn cluster(brokers: i32) -> (State, u64) {
     index += 1;
     let created = s.apply(
         index,
-        &Command::CreateTopic { name: "t".into(), partitions: 1, replication_factor: 3, config: TopicConfig::default() },
+        &Command::CreateTopic { name: "t".into(), partitions: 1, replication_factor: brokers.min(3), config: TopicConfig::default() },
     );
     assert!(created.outcome.is_ok());
     (s, index)
@@ -38,10 +38,10 @@ fn liveness(fast: bool) -> Liveness {
 
 #[test]
 fn new_leader_waits_a_full_session_timeout_before_fencing_anyone() {
-    let (state, _) = cluster(3);
+    let (state, index) = cluster(3);
     let l = liveness(true);
     let t0 = Instant::now();
-    l.set_leader(true, t0);
+    l.set_leader(true, t0, index);
     let timeout = l.session_timeout();
     assert!(l.due_for_fencing(&state, t0 + timeout / 2).is_empty(), "fenced before one session timeout");
     let due = l.due_for_fencing(&state, t0 + timeout + Duration::from_millis(1));
@@ -52,10 +52,10 @@ fn new_leader_waits_a_full_session_timeout_before_fencing_anyone() {
 
 #[test]
 fn heartbeats_keep_a_broker_alive_and_stop_granting_once_fencing_starts() {
-    let (state, _) = cluster(3);
+    let (state, index) = cluster(3);
     let l = liveness(true);
     let t0 = Instant::now();
-    l.set_leader(true, t0);
+    l.set_leader(true, t0, index);
     let epoch = state.broker(1).map(|b| b.epoch).expect("broker 1");
     let session = l.open_session(1, epoch, t0);
     let timeout = l.session_timeout();
@@ -70,18 +70,18 @@ fn heartbeats_keep_a_broker_alive_and_stop_granting_once_fencing_starts() {
 
 #[test]
 fn only_the_current_session_closing_triggers_fast_failover() {
-    let (state, _) = cluster(3);
+    let (state, index) = cluster(3);
     let epoch = state.broker(2).map(|b| b.epoch).expect("broker 2");
     let l = liveness(true);
     let t0 = Instant::now();
-    l.set_leader(true, t0);
+    l.set_leader(true, t0, index);
     let old = l.open_session(2, epoch, t0);
     let new = l.open_session(2, epoch, t0);
     assert!(!l.session_closed(2, epoch, old), "a superseded session closing fenced the broker");
     assert!(l.session_closed(2, epoch, new));
 
     let off = liveness(false);
-    off.set_leader(true, t0);
+    off.set_leader(true, t0, index);
     let s = off.open_session(2, epoch, t0);
     assert!(!off.session_closed(2, epoch, s), "fast failover ran while turned off");
 }
@@ -91,7 +91,7 @@ fn lagging_follower_leaves_the_isr_and_rejoins_when_caught_up() {
     let (mut state, mut index) = cluster(3);
     let l = Liveness::new(LivenessConfig { replica_lag_max_ms: 1_000, ..LivenessConfig::default() });
     let t0 = Instant::now();
-    l.set_leader(true, t0);
+    l.set_leader(true, t0, index);
     let p = state.partition("t", 0).expect("partition").clone();
     let leader = p.leader;
     let follower = *p.isr.iter().find(|b| **b != leader).expect("a follower");
@@ -121,4 +121,23 @@ fn a_follower_controller_decides_nothing() {
     assert!(l.due_for_fencing(&state, t0 + Duration::from_secs(60)).is_empty());
     assert!(!l.heartbeat(1, 1, 1, t0));
     assert!(l.isr_changes(&state, t0).is_empty());
+}
+
+#[test]
+fn a_broker_registered_under_this_leader_gets_a_full_session_timeout() {
+    let (mut state, index) = cluster(2);
+    let l = liveness(true);
+    let t0 = Instant::now();
+    l.set_leader(true, t0, index);
+    let timeout = l.session_timeout();
+    // Broker 3 registers long after leadership began.
+    state.apply(
+        index + 1,
+        &Command::RegisterBroker { broker_id: 3, incarnation_id: "i3".into(), endpoint: "h:3".into(), rack: String::new() },
+    );
+    let first_seen = t0 + timeout * 2;
+    let due = l.due_for_fencing(&state, first_seen);
+    assert!(!due.iter().any(|(b, _)| *b == 3), "a just-registered broker was fenced at once: {due:?}");
+    let due = l.due_for_fencing(&state, first_seen + timeout + Duration::from_millis(1));
+    assert!(due.iter().any(|(b, _)| *b == 3), "a silent new broker was never fenced");
 }

@@ -1,5 +1,5 @@
-//! `RaftStorage`: opening, verifying and writing the store. Reads live in
-//! `reads.rs`.
+//! `RaftStorage`: the handle, its in-memory cache and every write. Opening
+//! checks live in `load.rs`, reads in `reads.rs`.
 
 use std::fs;
 use std::path::{Path, PathBuf};

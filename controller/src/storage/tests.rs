@@ -152,6 +152,31 @@ fn set_commit_survives_a_crash() -> TestResult {
 }
 
 #[test]
+fn a_commit_beyond_the_log_is_refused() -> TestResult {
+    // Such a hard state could never be reopened (nor accepted by raft), so it is never written.
+    let dir = tempfile::tempdir()?;
+    let store = RaftStorage::open(dir.path())?;
+    store.append_and_persist(&entries(1..=5, 2), Some(&hard_state(2, 1, 5)))?;
+    assert!(matches!(
+        store.set_commit(6),
+        Err(StorageError::CommitBeyondLog {
+            commit: 6,
+            last_index: 5
+        })
+    ));
+    let refused = store.append_and_persist(&entries(6..=6, 2), Some(&hard_state(2, 1, 7)));
+    assert!(matches!(refused, Err(StorageError::CommitBeyondLog { .. })));
+    assert_eq!((store.last_index(), store.hard_state().commit), (5, 5));
+    Ok(())
+}
+
+#[test]
+fn handle_is_clone_send_and_sync() {
+    fn assert_shareable<T: Clone + Send + Sync + 'static>() {}
+    assert_shareable::<RaftStorage>();
+}
+
+#[test]
 fn initialize_and_conf_state_persist_and_initialize_only_once() -> TestResult {
     let dir = tempfile::tempdir()?;
     let store = RaftStorage::open(dir.path())?;

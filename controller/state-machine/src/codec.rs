@@ -80,10 +80,7 @@ impl State {
             Some(needed) if needed == bytes.len() => {}
             Some(needed) if needed < bytes.len() => return Err(DecodeError::TrailingBytes(bytes.len() - needed)),
             _ => {
-                return Err(DecodeError::Truncated {
-                    needed: needed.unwrap_or(usize::MAX),
-                    available: bytes.len(),
-                });
+                return Err(DecodeError::Truncated { needed: needed.unwrap_or(usize::MAX), available: bytes.len() });
             }
         }
         let actual_crc = crc32fast::hash(body);
@@ -109,7 +106,10 @@ impl State {
         let mut ids = BTreeMap::new();
         for topic in body.topics {
             if let Some(other) = ids.insert(topic.id, topic.name.clone()) {
-                return Err(DecodeError::Invariant(format!("topics {other:?} and {:?} share id {}", topic.name, topic.id)));
+                return Err(DecodeError::Invariant(format!(
+                    "topics {other:?} and {:?} share id {}",
+                    topic.name, topic.id
+                )));
             }
             if i32::try_from(topic.partitions.len()).is_err() {
                 return Err(DecodeError::Invariant(format!("topic {:?} has too many partitions", topic.name)));
@@ -120,7 +120,7 @@ impl State {
         }
         let index = DerivedIndex::rebuild(topics.values());
         let state = State { applied_index: body.applied_index, brokers, topics, index };
-        state.check_invariants().map_err(DecodeError::Invariant)?;
+        state.check_records().map_err(DecodeError::Invariant)?;
         Ok(state)
     }
 }

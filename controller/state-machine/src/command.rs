@@ -17,15 +17,36 @@ pub const COMMAND_FORMAT_VERSION: u8 = 1;
 pub enum Command {
     /// Leader-proposed no-op (e.g. the first entry of a term).
     Noop,
-    RegisterBroker { broker_id: BrokerId, incarnation_id: String, endpoint: String, rack: String },
+    RegisterBroker {
+        broker_id: BrokerId,
+        incarnation_id: String,
+        endpoint: String,
+        rack: String,
+    },
     /// Decided by the active controller's liveness tracker. No-op error if epoch is stale.
-    FenceBroker { broker_id: BrokerId, broker_epoch: u64, reason: FenceReason },
-    CreateTopic { name: String, partitions: i32, replication_factor: i32, config: TopicConfig },
-    DeleteTopic { name: String },
+    FenceBroker {
+        broker_id: BrokerId,
+        broker_epoch: u64,
+        reason: FenceReason,
+    },
+    CreateTopic {
+        name: String,
+        partitions: i32,
+        replication_factor: i32,
+        config: TopicConfig,
+    },
+    DeleteTopic {
+        name: String,
+    },
     /// Batched ISR changes, each a compare-and-swap on partition_epoch.
-    AlterIsr { changes: Vec<IsrChange> },
+    AlterIsr {
+        changes: Vec<IsrChange>,
+    },
     /// None = every partition of the cluster.
-    ElectLeaders { election: ElectionType, partitions: Option<Vec<(String, i32)>> },
+    ElectLeaders {
+        election: ElectionType,
+        partitions: Option<Vec<(String, i32)>>,
+    },
 }
 
 impl Command {

@@ -30,7 +30,9 @@ pub enum StateError {
     BrokerNotFound(BrokerId),
     #[error("broker {0} is already fenced")]
     BrokerFenced(BrokerId),
-    #[error("stale partition epoch {got} for partition {partition} of topic {topic:?}: its current epoch is {expected}")]
+    #[error(
+        "stale partition epoch {got} for partition {partition} of topic {topic:?}: its current epoch is {expected}"
+    )]
     StalePartitionEpoch { topic: String, partition: i32, expected: i32, got: i32 },
     #[error("no eligible leader for partition {partition} of topic {topic:?}")]
     EligibleLeadersNotAvailable { topic: String, partition: i32 },

@@ -37,7 +37,7 @@ pub use command::{COMMAND_FORMAT_VERSION, Command};
 pub use error::{DecodeError, StateError};
 pub use state::State;
 pub use types::{
-    Applied, Broker, BrokerId, BrokerState, Changes, ElectionOutcome, ElectionType, FenceReason, IsrChange,
-    IsrOutcome, MAX_PARTITIONS_PER_TOPIC, MAX_TOPIC_NAME_LEN, NO_LEADER, Outcome, Partition, PartitionChange, Topic,
-    TopicConfig, validate_topic_name,
+    Applied, Broker, BrokerId, BrokerState, Changes, ElectionOutcome, ElectionType, FenceReason, IsrChange, IsrOutcome,
+    MAX_PARTITIONS_PER_TOPIC, MAX_TOPIC_NAME_LEN, NO_LEADER, Outcome, Partition, PartitionChange, Topic, TopicConfig,
+    validate_topic_name,
 };

@@ -10,8 +10,7 @@ use crate::index::{DerivedIndex, move_leader};
 use crate::placement::{self, Candidate};
 use crate::types::{
     Applied, Broker, BrokerId, BrokerState, Changes, ElectionOutcome, ElectionType, IsrChange, IsrOutcome,
-    MAX_PARTITIONS_PER_TOPIC, NO_LEADER, Outcome, Partition, PartitionChange, Topic, TopicConfig,
-    validate_topic_name,
+    MAX_PARTITIONS_PER_TOPIC, NO_LEADER, Outcome, Partition, PartitionChange, Topic, TopicConfig, validate_topic_name,
 };
 
 /// Brokers, topics and partitions as of `applied_index`.
@@ -189,7 +188,12 @@ impl State {
         Ok(Outcome::BrokerRegistered { broker_epoch: index })
     }
 
-    fn fence_broker(&mut self, broker_id: BrokerId, broker_epoch: u64, changes: &mut Changes) -> Result<Outcome, StateError> {
+    fn fence_broker(
+        &mut self,
+        broker_id: BrokerId,
+        broker_epoch: u64,
+        changes: &mut Changes,
+    ) -> Result<Outcome, StateError> {
         let broker = self.brokers.get_mut(&broker_id).ok_or(StateError::BrokerNotFound(broker_id))?;
         if broker.epoch != broker_epoch {
             return Err(StateError::StaleBrokerEpoch { broker_id, expected: broker.epoch, got: broker_epoch });
@@ -279,11 +283,12 @@ impl State {
     /// One compare-and-swap of an AlterIsr batch; independent of the others.
     fn alter_isr_one(&mut self, change: &IsrChange, changes: &mut Changes) -> Result<i32, StateError> {
         let State { brokers, topics, index: derived, .. } = self;
-        let topic = topics.get_mut(change.topic.as_str()).ok_or_else(|| StateError::TopicNotFound(change.topic.clone()))?;
-        let partition = usize::try_from(change.partition)
-            .ok()
-            .and_then(|p| topic.partitions.get_mut(p))
-            .ok_or_else(|| StateError::PartitionNotFound { topic: change.topic.clone(), partition: change.partition })?;
+        let topic =
+            topics.get_mut(change.topic.as_str()).ok_or_else(|| StateError::TopicNotFound(change.topic.clone()))?;
+        let partition =
+            usize::try_from(change.partition).ok().and_then(|p| topic.partitions.get_mut(p)).ok_or_else(|| {
+                StateError::PartitionNotFound { topic: change.topic.clone(), partition: change.partition }
+            })?;
         if partition.partition_epoch != change.partition_epoch {
             return Err(StateError::StalePartitionEpoch {
                 topic: change.topic.clone(),
@@ -321,9 +326,15 @@ impl State {
                         None => Err(StateError::TopicNotFound(name.clone())),
                         Some(topic) => match usize::try_from(*p).ok().and_then(|i| topic.partitions.get_mut(i)) {
                             None => Err(StateError::PartitionNotFound { topic: name.clone(), partition: *p }),
-                            Some(partition) => {
-                                elect_one(election, &topic.name, *p, partition, &eligible, changes, &mut derived.leader_count)
-                            }
+                            Some(partition) => elect_one(
+                                election,
+                                &topic.name,
+                                *p,
+                                partition,
+                                &eligible,
+                                changes,
+                                &mut derived.leader_count,
+                            ),
                         },
                     };
                     outcomes.push(ElectionOutcome { topic: name.clone(), partition: *p, result });
@@ -332,8 +343,15 @@ impl State {
             None => {
                 for topic in topics.values_mut() {
                     for (p, partition) in (0_i32..).zip(topic.partitions.iter_mut()) {
-                        let result =
-                            elect_one(election, &topic.name, p, partition, &eligible, changes, &mut derived.leader_count);
+                        let result = elect_one(
+                            election,
+                            &topic.name,
+                            p,
+                            partition,
+                            &eligible,
+                            changes,
+                            &mut derived.leader_count,
+                        );
                         // Keep a whole-cluster answer small: partitions that
                         // needed nothing are not reported.
                         if !matches!(result, Err(StateError::ElectionNotNeeded { .. })) {
@@ -375,7 +393,11 @@ fn elect_one(
 }
 
 /// AlterIsr's rules for a proposed ISR, checked before anything changes.
-fn check_new_isr(partition: &Partition, new_isr: &[BrokerId], brokers: &BTreeMap<BrokerId, Broker>) -> Result<(), String> {
+fn check_new_isr(
+    partition: &Partition,
+    new_isr: &[BrokerId],
+    brokers: &BTreeMap<BrokerId, Broker>,
+) -> Result<(), String> {
     if new_isr.is_empty() {
         return Err("the new ISR is empty".to_owned());
     }
@@ -392,10 +414,7 @@ fn check_new_isr(partition: &Partition, new_isr: &[BrokerId], brokers: &BTreeMap
         return Err(format!("the new ISR {new_isr:?} leaves out the leader {}", partition.leader));
     }
     let state_of = |b: &BrokerId| brokers.get(b).map(|broker| broker.state);
-    if let Some(b) = new_isr
-        .iter()
-        .find(|b| !partition.isr.contains(b) && state_of(b) != Some(BrokerState::Alive))
-    {
+    if let Some(b) = new_isr.iter().find(|b| !partition.isr.contains(b) && state_of(b) != Some(BrokerState::Alive)) {
         return Err(format!("broker {b} cannot join the ISR: it is not alive"));
     }
     // A fenced broker stays in an ISR only as its last member (it may hold the
@@ -444,5 +463,10 @@ fn record(
     after: &Partition,
 ) {
     move_leader(leader_count, previous_leader, after.leader);
-    changes.partitions.push(PartitionChange { topic: topic.clone(), partition, record: after.clone(), previous_leader });
+    changes.partitions.push(PartitionChange {
+        topic: topic.clone(),
+        partition,
+        record: after.clone(),
+        previous_leader,
+    });
 }

@@ -159,11 +159,17 @@ pub struct IsrOutcome {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     Noop,
-    BrokerRegistered { broker_epoch: u64 },
+    BrokerRegistered {
+        broker_epoch: u64,
+    },
     /// `partitions_moved` counts partitions whose leadership left the fenced
     /// broker (to another broker or to none).
-    BrokerFenced { partitions_moved: usize },
-    TopicCreated { topic_id: u64 },
+    BrokerFenced {
+        partitions_moved: usize,
+    },
+    TopicCreated {
+        topic_id: u64,
+    },
     TopicDeleted,
     IsrAltered(Vec<IsrOutcome>),
     LeadersElected(Vec<ElectionOutcome>),

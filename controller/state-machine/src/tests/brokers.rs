@@ -25,8 +25,12 @@ fn registration_with_bad_id_or_endpoint_is_refused() {
     let before = content(&h.state);
     let applied = h.apply(bad_id);
     assert!(matches!(applied.outcome, Err(StateError::InvalidRequest(_))));
-    let no_endpoint =
-        Command::RegisterBroker { broker_id: 3, incarnation_id: "x".into(), endpoint: String::new(), rack: String::new() };
+    let no_endpoint = Command::RegisterBroker {
+        broker_id: 3,
+        incarnation_id: "x".into(),
+        endpoint: String::new(),
+        rack: String::new(),
+    };
     let applied = h.apply(no_endpoint);
     assert!(matches!(applied.outcome, Err(StateError::InvalidRequest(_))));
     assert_eq!(content(&h.state), before);
@@ -52,7 +56,10 @@ fn same_incarnation_or_fenced_broker_may_register_again() {
     h.fence(1);
     let applied = h.apply(register(1, "restarted", ""));
     assert_eq!(applied.outcome, Ok(Outcome::BrokerRegistered { broker_epoch: 4 }));
-    assert_eq!(h.state.broker(1).map(|b| (b.state, b.incarnation_id.as_str())), Some((BrokerState::Alive, "restarted")));
+    assert_eq!(
+        h.state.broker(1).map(|b| (b.state, b.incarnation_id.as_str())),
+        Some((BrokerState::Alive, "restarted"))
+    );
 }
 
 /// Rule: fencing an unknown broker, with a stale epoch, or twice is refused

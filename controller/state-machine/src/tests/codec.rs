@@ -4,8 +4,7 @@
 use super::property::Rng;
 use super::*;
 use crate::{
-    DecodeError, ElectionType, IsrChange, NO_LEADER, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_HEADER_LEN,
-    SNAPSHOT_MAGIC,
+    DecodeError, ElectionType, IsrChange, NO_LEADER, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_HEADER_LEN, SNAPSHOT_MAGIC,
 };
 
 fn sample_state() -> State {

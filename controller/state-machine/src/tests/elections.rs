@@ -85,7 +85,10 @@ fn unclean_election_rules() {
     let mut h = cluster(3);
     h.create_with_replicas("t", vec![vec![1, 2, 3]], false);
     let applied = h.apply(elect(ElectionType::Unclean, Some(vec![("t", 0)])));
-    assert_eq!(outcomes(&applied), vec![outcome("t", 0, Err(StateError::ElectionNotNeeded { topic: "t".into(), partition: 0 }))]);
+    assert_eq!(
+        outcomes(&applied),
+        vec![outcome("t", 0, Err(StateError::ElectionNotNeeded { topic: "t".into(), partition: 0 }))]
+    );
 
     h.apply(Command::AlterIsr {
         changes: vec![IsrChange { topic: "t".into(), partition: 0, partition_epoch: 0, new_isr: vec![1] }],

@@ -63,7 +63,8 @@ fn invalid_isr_changes_are_refused() {
         let applied = h.apply(alter(vec![change("t", 0, 1, isr.clone())]));
         assert!(matches!(results(&applied)[..], [Err(StateError::InvalidRequest(_))]), "{isr:?}: {applied:?}");
     }
-    let applied = h.apply(alter(vec![change("x", 0, 0, vec![1]), change("t", 1, 0, vec![1]), change("t", -1, 0, vec![1])]));
+    let applied =
+        h.apply(alter(vec![change("x", 0, 0, vec![1]), change("t", 1, 0, vec![1]), change("t", -1, 0, vec![1])]));
     assert_eq!(
         results(&applied),
         vec![

@@ -6,6 +6,7 @@ mod codec;
 mod elections;
 mod isr;
 mod property;
+mod scale;
 mod topics;
 
 use crate::{Applied, Broker, BrokerId, Command, FenceReason, Partition, State, StateError, Topic, TopicConfig};

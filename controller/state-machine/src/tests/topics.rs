@@ -18,7 +18,10 @@ fn created_partitions_start_led_by_the_first_replica() {
     assert_eq!(h.state.topic_by_id(4).map(|t| &*t.name), Some("orders"));
     for (p, part) in topic.partitions.iter().enumerate() {
         assert_eq!(part.replicas.len(), 2);
-        assert_eq!((part.leader, &part.isr, part.leader_epoch, part.partition_epoch), (part.replicas[0], &part.replicas, 0, 0));
+        assert_eq!(
+            (part.leader, &part.isr, part.leader_epoch, part.partition_epoch),
+            (part.replicas[0], &part.replicas, 0, 0)
+        );
         let change = &applied.changes.partitions[p];
         assert_eq!((change.partition, &change.record, change.previous_leader), (p as i32, part, NO_LEADER));
         // The name is allocated once per topic and shared by every change.
@@ -39,7 +42,10 @@ fn invalid_topic_names_are_refused() {
     let too_long = "a".repeat(250);
     for bad in ["", ".", "..", "a b", "ü", "a/b", too_long.as_str()] {
         let applied = h.apply(create(bad, 1, 1, false));
-        assert!(matches!(applied.outcome, Err(StateError::InvalidTopicName { ref name, .. }) if name == bad), "{bad:?}");
+        assert!(
+            matches!(applied.outcome, Err(StateError::InvalidTopicName { ref name, .. }) if name == bad),
+            "{bad:?}"
+        );
         assert!(h.state.topics().next().is_none());
     }
 }
@@ -69,7 +75,8 @@ fn placement_never_chooses_fenced_brokers() {
     h.fence(2);
     h.fence(4);
     h.create("t", 30, 3);
-    let used: BTreeSet<_> = h.state.topic("t").into_iter().flat_map(|t| &t.partitions).flat_map(|p| p.replicas.clone()).collect();
+    let used: BTreeSet<_> =
+        h.state.topic("t").into_iter().flat_map(|t| &t.partitions).flat_map(|p| p.replicas.clone()).collect();
     assert_eq!(used, BTreeSet::from([1, 3, 5]));
 }
 
