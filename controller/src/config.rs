@@ -152,7 +152,11 @@ impl ControllerConfig {
             builder = builder.add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml));
         }
         builder = builder.add_source(
-            config::Environment::with_prefix("BATON").prefix_separator("_").separator("__").try_parsing(true),
+            config::Environment::with_prefix("BATON")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(controller_env(std::env::vars()))),
         );
         if let Some(v) = overrides.id {
             builder = builder.set_override("id", v)?;
@@ -222,6 +226,19 @@ impl ControllerConfig {
     }
 }
 
+/// The `BATON_*` variables that configure a controller. Others that share the
+/// prefix (`BATON_CONTROLLERS` for batonctl, `BATON_AGENT_*` for the agent)
+/// are left alone rather than failing the strict parse.
+fn controller_env(vars: impl Iterator<Item = (String, String)>) -> config::Map<String, String> {
+    const KEYS: [&str; 8] = ["ID", "DATA_DIR", "LISTEN", "PEERS", "LOG_FORMAT", "RAFT", "LIVENESS", "LIMITS"];
+    vars.filter(|(k, _)| {
+        k.strip_prefix("BATON_")
+            .map(|rest| rest.split("__").next().unwrap_or_default())
+            .is_some_and(|top| KEYS.contains(&top))
+    })
+    .collect()
+}
+
 /// Parses `1=host:port,2=host:port`.
 pub fn parse_peers(spec: &str) -> anyhow::Result<BTreeMap<u64, String>> {
     let mut peers = BTreeMap::new();
@@ -265,6 +282,22 @@ mod tests {
         c.liveness.session_timeout_ms = c.liveness.lease_ms;
         let err = c.validate().expect_err("unsafe timeout accepted");
         assert!(err.to_string().contains("unsafe"), "{err}");
+    }
+
+    #[test]
+    fn only_controller_variables_are_read_from_the_environment() {
+        let vars = [
+            ("BATON_LIVENESS__SESSION_TIMEOUT_MS", "4000"),
+            ("BATON_ID", "2"),
+            ("BATON_CONTROLLERS", "a:1,b:2"),
+            ("BATON_AGENT_BROKER_ID", "7"),
+            ("PATH", "/bin"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let env = controller_env(vars.into_iter());
+        let mut keys: Vec<&str> = env.keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, vec!["BATON_ID", "BATON_LIVENESS__SESSION_TIMEOUT_MS"]);
     }
 
     #[test]

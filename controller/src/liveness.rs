@@ -21,6 +21,7 @@ use baton_state_machine::{BrokerId, BrokerState, IsrChange, NO_LEADER, State};
 use parking_lot::Mutex;
 
 use crate::config::LivenessConfig;
+use crate::metadata::Handoff;
 
 /// Bound on ISR changes proposed in one entry.
 const MAX_ISR_CHANGES_PER_ENTRY: usize = 100_000;
@@ -34,6 +35,9 @@ struct BrokerLive {
     session: Option<u64>,
     /// A FenceBroker for `epoch` is in flight: grant no more leases.
     fencing: bool,
+    /// When this controller received the last heartbeat it granted a lease
+    /// for; the broker's lease ends before this + lease * (1 + drift).
+    last_grant: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -106,17 +110,21 @@ impl Liveness {
             acked_version: 0,
             session: None,
             fencing: false,
+            last_grant: None,
         });
         if live.epoch != epoch {
-            *live = BrokerLive { epoch, last_heartbeat: now, acked_version: 0, session: None, fencing: false };
+            *live = BrokerLive { epoch, last_heartbeat: now, acked_version: 0, session: None, fencing: false, last_grant: None };
         }
         live.session = Some(session);
         inner.rejoin_candidates.insert(broker);
         session
     }
 
-    /// Records a heartbeat. Returns whether a lease may be granted for it.
-    pub fn heartbeat(&self, broker: BrokerId, epoch: u64, metadata_version: u64, now: Instant) -> bool {
+    /// Records a heartbeat. Returns whether a lease may be granted for it:
+    /// not while a fence is in flight, and not before the broker reports
+    /// `grant_floor` (it has then seen every leadership taken from it, so a
+    /// lease can never extend a leadership that moved on).
+    pub fn heartbeat(&self, broker: BrokerId, epoch: u64, metadata_version: u64, grant_floor: u64, now: Instant) -> bool {
         let mut inner = self.inner.lock();
         if inner.leader_since.is_none() {
             return false;
@@ -125,10 +133,42 @@ impl Liveness {
             Some(live) if live.epoch == epoch && !live.fencing => {
                 live.last_heartbeat = now;
                 live.acked_version = live.acked_version.max(metadata_version);
-                true
+                let grant = metadata_version >= grant_floor;
+                if grant {
+                    live.last_grant = Some(now);
+                }
+                grant
             }
             _ => false,
         }
+    }
+
+    /// Whether `handoff.from` can no longer act on the leadership taken from
+    /// it: it is fenced or gone, it acknowledged the version, or every lease
+    /// it may hold has run out (ours, counted from our last grant; a
+    /// predecessor's, bounded by one session timeout from our leadership).
+    pub fn handoff_done(&self, state: &State, handoff: &Handoff, now: Instant) -> bool {
+        if state.broker(handoff.from).is_none_or(|b| b.state == BrokerState::Fenced) {
+            return true;
+        }
+        let inner = self.inner.lock();
+        let Some(since) = inner.leader_since else { return false };
+        let live = inner.brokers.get(&handoff.from);
+        if live.is_some_and(|l| l.acked_version >= handoff.version) {
+            return true;
+        }
+        let mut bound = since + self.session_timeout();
+        if let Some(granted) = live.and_then(|l| l.last_grant) {
+            bound = bound.max(granted + self.lease_bound());
+        }
+        now >= bound
+    }
+
+    /// The longest a lease we granted can last on the broker's clock, as
+    /// measured on ours: lease * (1 + drift) + margin.
+    pub fn lease_bound(&self) -> Duration {
+        let c = &self.config;
+        Duration::from_millis((c.lease_ms as f64 * (1.0 + c.clock_drift)).ceil() as u64 + c.lease_margin_ms)
     }
 
     /// A session stream ended. Returns true when the broker should be fenced
@@ -186,10 +226,11 @@ impl Liveness {
                 acked_version: 0,
                 session: None,
                 fencing: false,
+                last_grant: None,
             });
             if live.epoch != broker.epoch {
                 // Registered again (through this leader) since we last saw it.
-                *live = BrokerLive { epoch: broker.epoch, last_heartbeat: now, acked_version: 0, session: None, fencing: false };
+                *live = BrokerLive { epoch: broker.epoch, last_heartbeat: now, acked_version: 0, session: None, fencing: false, last_grant: None };
             }
             let heard = live.last_heartbeat.max(since);
             if !live.fencing && now.saturating_duration_since(heard) > timeout {

@@ -1,12 +1,13 @@
 //! The applied metadata: the state machine as of the applied log index, shared
 //! between the raft driver (the only writer) and the services (readers), plus
 //! a bounded log of recent changes so watchers and broker sessions can resume
-//! from a metadata version with deltas instead of a full view.
+//! from a metadata version with deltas instead of a full view, and the
+//! registry of live leadership handoffs (see [`Handoff`]).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use baton_state_machine::{Applied, Changes, Command, State};
+use baton_state_machine::{Applied, BrokerId, BrokerState, Changes, Command, NO_LEADER, State};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
@@ -16,7 +17,31 @@ pub type VersionedChanges = (u64, Arc<Changes>);
 pub struct Metadata {
     state: RwLock<State>,
     log: Mutex<ChangeLog>,
+    handoffs: Mutex<Handoffs>,
     version: watch::Sender<u64>,
+}
+
+/// Leadership of a partition taken from a broker that was still alive (a
+/// preferred election, later a drain or reassignment), as opposed to taken
+/// from a fenced one. The old leader may still hold a lease on it, so the new
+/// leader's session withholds the grant until the old leader acknowledged
+/// `version` or its lease has surely run out (docs/SAFETY.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Handoff {
+    pub from: BrokerId,
+    pub version: u64,
+}
+
+#[derive(Default)]
+struct Handoffs {
+    /// Unresolved handoffs per partition (usually zero or one).
+    by_partition: HashMap<(Arc<str>, i32), Vec<Handoff>>,
+    /// Per broker: the latest version that took a leadership away from it
+    /// while it was alive. It gets no lease until it reports this version.
+    revoked_at: HashMap<BrokerId, u64>,
+    /// Handoffs before this version are unknown here (state restored from a
+    /// snapshot): every broker must report at least it before a grant.
+    floor: u64,
 }
 
 struct ChangeLog {
@@ -35,6 +60,7 @@ impl Metadata {
         Metadata {
             state: RwLock::new(state),
             log: Mutex::new(ChangeLog { entries: VecDeque::new(), capacity: change_log_entries.max(1), floor: version }),
+            handoffs: Mutex::new(Handoffs { floor: version, ..Handoffs::default() }),
             version: tx,
         }
     }
@@ -63,9 +89,64 @@ impl Metadata {
 
     /// Applies one committed command. Only the raft driver calls this.
     pub(crate) fn apply(&self, index: u64, command: &Command) -> Applied {
-        let applied = self.state.write().apply(index, command);
+        let mut state = self.state.write();
+        let applied = state.apply(index, command);
+        if !applied.changes.partitions.is_empty() || !applied.changes.deleted_topics.is_empty() {
+            self.record_handoffs(&state, index, &applied.changes);
+        }
+        drop(state);
         self.record(index, &applied.changes);
         applied
+    }
+
+    fn record_handoffs(&self, state: &State, index: u64, changes: &Changes) {
+        let mut h = self.handoffs.lock();
+        for topic in &changes.deleted_topics {
+            h.by_partition.retain(|(t, _), _| &**t != topic.as_str());
+        }
+        for c in &changes.partitions {
+            let from = c.previous_leader;
+            if from == NO_LEADER || from == c.record.leader {
+                continue;
+            }
+            // Taken from a fenced broker: its lease lapsed before the fence.
+            if state.broker(from).is_none_or(|b| b.state == BrokerState::Fenced) {
+                continue;
+            }
+            let revoked = h.revoked_at.entry(from).or_default();
+            *revoked = (*revoked).max(index);
+            if c.record.leader != NO_LEADER {
+                h.by_partition
+                    .entry((c.topic.clone(), c.partition))
+                    .or_default()
+                    .push(Handoff { from, version: index });
+            }
+        }
+    }
+
+    /// Unresolved handoffs of a partition.
+    pub fn handoffs(&self, topic: &str, partition: i32) -> Vec<Handoff> {
+        let key: (Arc<str>, i32) = (Arc::from(topic), partition);
+        self.handoffs.lock().by_partition.get(&key).cloned().unwrap_or_default()
+    }
+
+    /// Forgets handoffs of a partition that are done.
+    pub fn resolve_handoffs(&self, topic: &str, partition: i32, done: impl Fn(&Handoff) -> bool) {
+        let key: (Arc<str>, i32) = (Arc::from(topic), partition);
+        let mut h = self.handoffs.lock();
+        if let Some(list) = h.by_partition.get_mut(&key) {
+            list.retain(|x| !done(x));
+            if list.is_empty() {
+                h.by_partition.remove(&key);
+            }
+        }
+    }
+
+    /// The metadata version a broker must have applied before it may be
+    /// granted a lease: it has then seen every leadership taken from it.
+    pub fn grant_floor(&self, broker: BrokerId) -> u64 {
+        let h = self.handoffs.lock();
+        h.revoked_at.get(&broker).copied().unwrap_or(0).max(h.floor)
     }
 
     /// Advances the version for an entry that carries no command (a term's
@@ -93,6 +174,7 @@ impl Metadata {
     pub(crate) fn restore(&self, state: State) {
         let version = state.applied_index();
         *self.state.write() = state;
+        *self.handoffs.lock() = Handoffs { floor: version, ..Handoffs::default() };
         let mut log = self.log.lock();
         log.entries.clear();
         log.floor = version;
@@ -153,5 +235,37 @@ mod tests {
         assert!(m.changes_since(1).is_none());
         assert_eq!(m.changes_since(5).map(|c| c.len()), Some(0));
         assert_eq!(m.version(), 5);
+    }
+
+    /// A preferred election away from a live leader is a handoff that revokes
+    /// the old leader's grants; a failover away from a fenced one is not.
+    #[test]
+    fn live_leadership_moves_are_recorded_as_handoffs() {
+        use baton_state_machine::{ElectionType, FenceReason, IsrChange, TopicConfig};
+        let m = Metadata::new(State::new(), 64);
+        for id in 1..=3 {
+            m.apply(id as u64, &register(id));
+        }
+        let create = Command::CreateTopic { name: "t".into(), partitions: 1, replication_factor: 3, config: TopicConfig::default() };
+        assert!(m.apply(4, &create).outcome.is_ok());
+        let leader = m.read(|s| s.partition("t", 0).map(|p| p.leader)).expect("partition");
+        let epoch = m.read(|s| s.broker(leader).map(|b| b.epoch)).expect("broker");
+        let fence = Command::FenceBroker { broker_id: leader, broker_epoch: epoch, reason: FenceReason::SessionTimeout };
+        assert!(m.apply(5, &fence).outcome.is_ok());
+        assert!(m.handoffs("t", 0).is_empty(), "a failover from a fenced broker needs no handoff");
+        let interim = m.read(|s| s.partition("t", 0).map(|p| p.leader)).expect("partition");
+        assert!(m.apply(6, &register(leader)).outcome.is_ok());
+        let (pe, mut isr) = m.read(|s| s.partition("t", 0).map(|p| (p.partition_epoch, p.isr.clone()))).expect("p");
+        isr.push(leader);
+        let alter = Command::AlterIsr { changes: vec![IsrChange { topic: "t".into(), partition: 0, partition_epoch: pe, new_isr: isr }] };
+        assert!(m.apply(7, &alter).outcome.is_ok());
+        let elect = Command::ElectLeaders { election: ElectionType::Preferred, partitions: None };
+        assert!(m.apply(8, &elect).outcome.is_ok());
+        assert_eq!(m.read(|s| s.partition("t", 0).map(|p| p.leader)).expect("p"), leader);
+        assert_eq!(m.handoffs("t", 0), vec![Handoff { from: interim, version: 8 }]);
+        assert_eq!(m.grant_floor(interim), 8);
+        assert_eq!(m.grant_floor(leader), 0);
+        m.resolve_handoffs("t", 0, |h| h.version <= 8);
+        assert!(m.handoffs("t", 0).is_empty());
     }
 }

@@ -6,6 +6,7 @@
 //! finds them next to the test executable's `deps/` folder, or in
 //! `BATON_BIN_DIR`.
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -16,6 +17,9 @@ use anyhow::{Context, bail};
 use baton_proto::v1::agent_client::AgentClient;
 use baton_proto::v1::{CheckKind, CheckRequest, CheckResponse};
 use serde_json::Value;
+
+/// The generous deadline cluster tests wait on conditions with.
+pub const LONG: Duration = Duration::from_secs(30);
 
 /// Cluster tests start six processes each; on a 2-core machine they run one
 /// at a time so their timing stays meaningful.
@@ -61,13 +65,14 @@ pub async fn wait_for<T>(what: &str, timeout: Duration, mut f: impl AsyncFnMut()
 struct Proc {
     child: Option<Child>,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     binary: &'static str,
     log: PathBuf,
 }
 
 impl Proc {
-    fn spawn(binary: &'static str, args: Vec<String>, log: PathBuf) -> Proc {
-        let mut p = Proc { child: None, args, binary, log };
+    fn spawn(binary: &'static str, args: Vec<String>, env: Vec<(String, String)>, log: PathBuf) -> Proc {
+        let mut p = Proc { child: None, args, env, binary, log };
         p.start();
         p
     }
@@ -77,6 +82,7 @@ impl Proc {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
         let child = Command::new(bin_dir().join(self.binary))
             .args(&self.args)
+            .envs(self.env.iter().cloned())
             .env("RUST_LOG", std::env::var("BATON_TEST_LOG").unwrap_or_else(|_| "info,raft=info".into()))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -167,22 +173,7 @@ impl Cluster {
                 peers.clone(),
             ];
             let log = dir.path().join(format!("controller-{id}.log"));
-            let mut p = Proc::spawn("baton-controller", args, log);
-            if !options.controller_env.is_empty() {
-                // Restart with the environment applied.
-                p.kill9();
-                let logf = std::fs::OpenOptions::new().create(true).append(true).open(&p.log).expect("log");
-                let child = Command::new(bin_dir().join("baton-controller"))
-                    .args(&p.args)
-                    .envs(options.controller_env.iter().cloned())
-                    .stdin(Stdio::null())
-                    .stdout(logf.try_clone().expect("log"))
-                    .stderr(logf)
-                    .spawn()
-                    .expect("spawn controller");
-                p.child = Some(child);
-            }
-            controllers.push(p);
+            controllers.push(Proc::spawn("baton-controller", args, options.controller_env.clone(), log));
         }
         let controllers_flag = controller_addrs.join(",");
         let mut agents = Vec::new();
@@ -204,7 +195,7 @@ impl Cluster {
                 "--rack".into(),
                 format!("rack-{}", i % 3),
             ];
-            agents.push(Proc::spawn("baton-agent", args, dir.path().join(format!("agent-{id}.log"))));
+            agents.push(Proc::spawn("baton-agent", args, Vec::new(), dir.path().join(format!("agent-{id}.log"))));
             agent_addrs.push(listen);
             broker_endpoints.push(advertised);
         }
@@ -240,24 +231,33 @@ impl Cluster {
 
     /// Runs batonctl against the whole quorum.
     pub fn batonctl(&self, args: &[&str]) -> Output {
+        self.batonctl_at(&self.controllers_flag(), args)
+    }
+
+    /// Runs batonctl against the given controllers only (comma-separated).
+    pub fn batonctl_at(&self, controllers: &str, args: &[&str]) -> Output {
         Command::new(bin_dir().join("batonctl"))
             .arg("--controllers")
-            .arg(self.controllers_flag())
+            .arg(controllers)
             .args(args)
             .output()
             .expect("running batonctl")
     }
 
-    /// Runs batonctl with `--output json` and parses stdout; Err carries stderr.
-    pub fn batonctl_json(&self, args: &[&str]) -> anyhow::Result<Value> {
+    /// `batonctl_at` with `--output json`, parsed.
+    pub fn batonctl_json_at(&self, controllers: &str, args: &[&str]) -> anyhow::Result<Value> {
         let mut all: Vec<&str> = args.to_vec();
         all.extend(["--output", "json"]);
-        let out = self.batonctl(&all);
+        let out = self.batonctl_at(controllers, &all);
         if !out.status.success() {
-            bail!("batonctl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!("batonctl {args:?} at {controllers} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
         }
-        serde_json::from_slice(&out.stdout)
-            .with_context(|| format!("batonctl {args:?} printed non-JSON: {}", String::from_utf8_lossy(&out.stdout)))
+        serde_json::from_slice(&out.stdout).with_context(|| format!("batonctl {args:?} printed non-JSON"))
+    }
+
+    /// Runs batonctl with `--output json` and parses stdout; Err carries stderr.
+    pub fn batonctl_json(&self, args: &[&str]) -> anyhow::Result<Value> {
+        self.batonctl_json_at(&self.controllers_flag(), args)
     }
 
     pub fn brokers(&self) -> anyhow::Result<Value> {
@@ -343,7 +343,7 @@ impl Drop for Cluster {
 
 /// Opens a broker session with the given (deliberately wrong) epoch on the
 /// controller leader and returns the status it is refused with.
-pub async fn session_with_epoch(_hint: &str, controllers: &str, broker_id: i32, broker_epoch: u64) -> tonic::Status {
+pub async fn session_with_epoch(controllers: &str, broker_id: i32, broker_epoch: u64) -> tonic::Status {
     use baton_proto::v1::broker_session_client::BrokerSessionClient;
     use baton_proto::v1::{Heartbeat, SessionRequest, session_request::Kind};
     use futures::StreamExt;
@@ -365,3 +365,65 @@ pub async fn session_with_epoch(_hint: &str, controllers: &str, broker_id: i32, 
     }
     panic!("no controller leader answered");
 }
+
+/// Partition → (leader, leader epoch) from a `topic describe` JSON object.
+pub fn leaders(describe: &Value) -> BTreeMap<i64, (i64, i64)> {
+    describe["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| {
+            let id = p["partition"].as_i64().expect("partition");
+            (id, (p["leader"].as_i64().expect("leader"), p["leader_epoch"].as_i64().expect("epoch")))
+        })
+        .collect()
+}
+
+pub fn create_topic(cluster: &Cluster, name: &str, partitions: u32, rf: u32) -> Value {
+    let out = cluster.batonctl(&[
+        "topic",
+        "create",
+        name,
+        "--partitions",
+        &partitions.to_string(),
+        "--replication-factor",
+        &rf.to_string(),
+    ]);
+    assert!(out.status.success(), "topic create failed: {}", String::from_utf8_lossy(&out.stderr));
+    cluster.describe(name).expect("describe after create")
+}
+
+/// Waits until every agent's Check agrees with the controller's view of `topic`:
+/// the leader's agent allows with the leader epoch, every other live agent
+/// refuses with error 6 naming the leader.
+pub async fn agents_agree(cluster: &Cluster, topic: &str, live_agents: &[usize]) -> BTreeMap<i64, (i64, i64)> {
+    let deadline = Instant::now() + LONG;
+    loop {
+        let view = leaders(&cluster.describe(topic).expect("describe"));
+        let mut ok = true;
+        'outer: for (&p, &(leader, epoch)) in &view {
+            for &a in live_agents {
+                let Ok(r) = cluster.check(a, topic, p as i32).await else {
+                    ok = false;
+                    break 'outer;
+                };
+                let me = a as i64 + 1;
+                let agrees = if me == leader {
+                    r.allowed && r.leader_epoch as i64 == epoch
+                } else {
+                    !r.allowed && r.error_code == 6 && r.leader_id as i64 == leader
+                };
+                if !agrees {
+                    ok = false;
+                    break 'outer;
+                }
+            }
+        }
+        if ok {
+            return view;
+        }
+        assert!(Instant::now() < deadline, "agents never agreed with the controller on {topic}: {view:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+

@@ -4,70 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use baton_tests::{Cluster, ClusterOptions};
-use serde_json::Value;
-
-const LONG: Duration = Duration::from_secs(30);
-
-fn leaders(describe: &Value) -> BTreeMap<i64, (i64, i64)> {
-    describe["partitions"]
-        .as_array()
-        .expect("partitions")
-        .iter()
-        .map(|p| {
-            let id = p["partition"].as_i64().expect("partition");
-            (id, (p["leader"].as_i64().expect("leader"), p["leader_epoch"].as_i64().expect("epoch")))
-        })
-        .collect()
-}
-
-fn create_topic(cluster: &Cluster, name: &str, partitions: u32, rf: u32) -> Value {
-    let out = cluster.batonctl(&[
-        "topic",
-        "create",
-        name,
-        "--partitions",
-        &partitions.to_string(),
-        "--replication-factor",
-        &rf.to_string(),
-    ]);
-    assert!(out.status.success(), "topic create failed: {}", String::from_utf8_lossy(&out.stderr));
-    cluster.describe(name).expect("describe after create")
-}
-
-/// Waits until every agent's Check agrees with the controller's view of `topic`:
-/// the leader's agent allows with the leader epoch, every other live agent
-/// refuses with error 6 naming the leader.
-async fn agents_agree(cluster: &Cluster, topic: &str, live_agents: &[usize]) -> BTreeMap<i64, (i64, i64)> {
-    let deadline = Instant::now() + LONG;
-    loop {
-        let view = leaders(&cluster.describe(topic).expect("describe"));
-        let mut ok = true;
-        'outer: for (&p, &(leader, epoch)) in &view {
-            for &a in live_agents {
-                let Ok(r) = cluster.check(a, topic, p as i32).await else {
-                    ok = false;
-                    break 'outer;
-                };
-                let me = a as i64 + 1;
-                let agrees = if me == leader {
-                    r.allowed && r.leader_epoch as i64 == epoch
-                } else {
-                    !r.allowed && r.error_code == 6 && r.leader_id as i64 == leader
-                };
-                if !agrees {
-                    ok = false;
-                    break 'outer;
-                }
-            }
-        }
-        if ok {
-            return view;
-        }
-        assert!(Instant::now() < deadline, "agents never agreed with the controller on {topic}: {view:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use baton_tests::{Cluster, ClusterOptions, LONG, agents_agree, create_topic, leaders};
 
 /// A topic with replication factor 3 gets a leader for every partition,
 /// spread evenly across the brokers, and every agent enforces it.
@@ -256,7 +193,7 @@ async fn bad_input_gets_typed_errors_and_changes_nothing() {
     }
 
     // A heartbeat with a stale broker epoch is refused with a typed status.
-    let status = baton_tests::session_with_epoch(cluster.controller_addr(0), &cluster.controllers_flag(), 2, 1).await;
+    let status = baton_tests::session_with_epoch(&cluster.controllers_flag(), 2, 1).await;
     assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
     assert_eq!(status.metadata().get("baton-error").and_then(|v| v.to_str().ok()), Some("STALE_BROKER_EPOCH"));
 

@@ -60,11 +60,11 @@ fn heartbeats_keep_a_broker_alive_and_stop_granting_once_fencing_starts() {
     let session = l.open_session(1, epoch, t0);
     let timeout = l.session_timeout();
     let later = t0 + timeout - Duration::from_millis(10);
-    assert!(l.heartbeat(1, epoch, 5, later));
+    assert!(l.heartbeat(1, epoch, 5, 0, later));
     let due = l.due_for_fencing(&state, t0 + timeout + Duration::from_millis(100));
     assert!(!due.iter().any(|(b, _)| *b == 1), "a broker that heartbeated was fenced");
     assert!(l.begin_fence(1, epoch));
-    assert!(!l.heartbeat(1, epoch, 6, later), "a lease was granted while a fence is in flight");
+    assert!(!l.heartbeat(1, epoch, 6, 0, later), "a lease was granted while a fence is in flight");
     assert!(!l.session_closed(1, epoch, session), "fast path must not fence twice");
 }
 
@@ -119,7 +119,7 @@ fn a_follower_controller_decides_nothing() {
     let l = liveness(true);
     let t0 = Instant::now();
     assert!(l.due_for_fencing(&state, t0 + Duration::from_secs(60)).is_empty());
-    assert!(!l.heartbeat(1, 1, 1, t0));
+    assert!(!l.heartbeat(1, 1, 1, 0, t0));
     assert!(l.isr_changes(&state, t0).is_empty());
 }
 
@@ -140,4 +140,42 @@ fn a_broker_registered_under_this_leader_gets_a_full_session_timeout() {
     assert!(!due.iter().any(|(b, _)| *b == 3), "a just-registered broker was fenced at once: {due:?}");
     let due = l.due_for_fencing(&state, first_seen + timeout + Duration::from_millis(1));
     assert!(due.iter().any(|(b, _)| *b == 3), "a silent new broker was never fenced");
+}
+
+#[test]
+fn no_lease_for_a_broker_that_has_not_seen_its_leadership_taken() {
+    let (state, index) = cluster(3);
+    let l = liveness(true);
+    let t0 = Instant::now();
+    l.set_leader(true, t0, index);
+    let epoch = state.broker(1).map(|b| b.epoch).expect("broker 1");
+    l.open_session(1, epoch, t0);
+    assert!(!l.heartbeat(1, epoch, 9, 10, t0), "granted a lease to a broker behind its revocation");
+    assert!(l.heartbeat(1, epoch, 10, 10, t0));
+}
+
+#[test]
+fn a_handoff_completes_on_acknowledgement_or_when_every_lease_has_run_out() {
+    use crate::metadata::Handoff;
+    let (state, index) = cluster(3);
+    let l = liveness(true);
+    let t0 = Instant::now();
+    l.set_leader(true, t0, index);
+    let epoch = state.broker(1).map(|b| b.epoch).expect("broker 1");
+    l.open_session(1, epoch, t0);
+    // We granted broker 1 a lease well after our leadership began.
+    let granted_at = t0 + l.session_timeout() + Duration::from_secs(1);
+    assert!(l.heartbeat(1, epoch, 5, 0, granted_at));
+    let h = Handoff { from: 1, version: 7 };
+    assert!(!l.handoff_done(&state, &h, granted_at), "handed off while the old leader's lease runs");
+    assert!(!l.handoff_done(&state, &h, granted_at + l.lease_bound() - Duration::from_millis(1)));
+    assert!(l.handoff_done(&state, &h, granted_at + l.lease_bound()), "lease bound passed");
+    // Acknowledging the version ends it at once.
+    assert!(l.heartbeat(1, epoch, 7, 0, granted_at));
+    assert!(l.handoff_done(&state, &h, granted_at));
+    // A broker we never granted anything still waits out a predecessor's lease.
+    let fresh = liveness(true);
+    fresh.set_leader(true, t0, index);
+    assert!(!fresh.handoff_done(&state, &Handoff { from: 2, version: 7 }, t0 + Duration::from_millis(10)));
+    assert!(fresh.handoff_done(&state, &Handoff { from: 2, version: 7 }, t0 + fresh.session_timeout()));
 }

@@ -162,6 +162,10 @@ async fn run_session(
                 updates = cursor.next(&metadata) => {
                     let Some(updates) = updates else { return End::Refused };
                     for (_, update) in updates {
+                        if !await_handoffs(&shared, broker, &update, &mut status).await {
+                            let _ = tx.send(Err(not_leader(&shared.raft))).await;
+                            return End::Refused;
+                        }
                         let msg = pb::SessionResponse { kind: Some(ResponseKind::Update(update)) };
                         if tx.send(Ok(msg)).await.is_err() {
                             return End::Disconnected;
@@ -187,6 +191,54 @@ async fn run_session(
     }
 }
 
+/// Holds an update that makes `broker` the leader of a partition taken from
+/// another live broker until that broker can no longer act on it (it has
+/// acknowledged the change, or its lease has surely run out). Without this
+/// wait a preferred election could leave two brokers with valid leases on one
+/// partition. Returns false if this controller stopped leading meanwhile.
+async fn await_handoffs(
+    shared: &Shared,
+    broker: i32,
+    update: &pb::LeadershipUpdate,
+    status: &mut tokio::sync::watch::Receiver<crate::raft::RaftStatus>,
+) -> bool {
+    let metadata = shared.raft.metadata();
+    let mut waited = false;
+    loop {
+        let now = Instant::now();
+        let mut pending = 0usize;
+        metadata.read(|s| {
+            for p in update.partitions.iter().filter(|p| p.leader == broker) {
+                let handoffs = metadata.handoffs(&p.topic, p.partition);
+                if handoffs.is_empty() {
+                    continue;
+                }
+                let done = |h: &crate::metadata::Handoff| h.from == broker || shared.liveness.handoff_done(s, h, now);
+                pending += handoffs.iter().filter(|h| !done(h)).count();
+                metadata.resolve_handoffs(&p.topic, p.partition, done);
+            }
+        });
+        if pending == 0 {
+            if waited {
+                debug!(broker, version = update.metadata_version, "leadership handoff released");
+            }
+            return true;
+        }
+        waited = true;
+        tokio::select! {
+            _ = tokio::time::sleep(HANDOFF_POLL) => {}
+            changed = status.changed() => {
+                if changed.is_err() || !status.borrow().leader_ready {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// How often a held handoff is re-checked.
+const HANDOFF_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
 async fn on_heartbeat(
     shared: &Arc<Shared>,
     h: &pb::Heartbeat,
@@ -205,7 +257,8 @@ async fn on_heartbeat(
             shared.liveness.record_progress(s, h.broker_id, reports);
         });
     }
-    let granted = shared.liveness.heartbeat(h.broker_id, h.broker_epoch, h.metadata_version, now);
+    let floor = metadata.grant_floor(h.broker_id);
+    let granted = shared.liveness.heartbeat(h.broker_id, h.broker_epoch, h.metadata_version, floor, now);
     if h.shutting_down {
         // The agent suspended itself before sending this: move its
         // partitions now. Acknowledge without a lease.

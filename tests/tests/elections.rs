@@ -1,0 +1,95 @@
+//! Elections with real processes: a fenced broker that comes back rejoins
+//! the ISR, and a preferred election moves leadership from a LIVE broker to
+//! another without a moment where both may accept writes.
+
+use std::time::{Duration, Instant};
+
+use baton_tests::{Cluster, ClusterOptions, LONG, agents_agree, create_topic, leaders};
+
+/// A broker killed and restarted (new incarnation, new epoch) rejoins the
+/// ISR of its partitions once caught up, and then a preferred election gives
+/// it back the partitions it prefers, with higher leader epochs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_broker_rejoins_isr_and_preferred_election_restores_it() {
+    let mut cluster = Cluster::start(ClusterOptions::default()).await;
+    create_topic(&cluster, "events", 3, 3);
+    cluster.kill_agent(0);
+    cluster
+        .wait_until("broker 1 out of every ISR", LONG, || {
+            let d = cluster.describe("events").ok()?;
+            d["partitions"].as_array()?.iter().all(|p| !p["isr"].as_array().is_some_and(|i| i.iter().any(|b| b == 1))).then_some(())
+        })
+        .await;
+    cluster.restart_agent(0);
+    let rejoined = cluster
+        .wait_until("broker 1 back in every ISR", LONG, || {
+            let d = cluster.describe("events").ok()?;
+            d["partitions"].as_array()?.iter().all(|p| p["isr"].as_array().is_some_and(|i| i.iter().any(|b| b == 1))).then_some(d)
+        })
+        .await;
+    let before = leaders(&rejoined);
+    let out = cluster.batonctl(&["leader", "elect", "--type", "preferred"]);
+    assert!(out.status.success(), "elect failed: {}", String::from_utf8_lossy(&out.stderr));
+    let after = cluster.describe("events").expect("describe");
+    for p in after["partitions"].as_array().expect("partitions") {
+        let id = p["partition"].as_i64().expect("id");
+        let preferred = p["replicas"][0].as_i64().expect("replica");
+        assert_eq!(p["leader"].as_i64(), Some(preferred), "partition {id} not led by its preferred replica: {p}");
+        if before[&id].0 != preferred {
+            assert!(p["leader_epoch"].as_i64().expect("epoch") > before[&id].1, "epoch did not rise: {p}");
+        }
+    }
+    agents_agree(&cluster, "events", &[0, 1, 2]).await;
+}
+
+/// Safety property 1 under a live leadership change: a preferred election
+/// moves a partition from broker A, which is alive and holds a lease, to B.
+/// A is SIGSTOPped just before, so it can neither hear nor acknowledge the
+/// change: B must not be allowed to accept writes until A's lease has run
+/// out (t_B_allowed > t_pause + lease), and A refuses once it wakes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preferred_election_waits_for_the_live_leaders_lease() {
+    let mut cluster = Cluster::start(ClusterOptions::default()).await;
+    create_topic(&cluster, "moves", 3, 3);
+    let view = agents_agree(&cluster, "moves", &[0, 1, 2]).await;
+    let (&partition, _) = view.iter().find(|(_, (leader, _))| *leader == 1).expect("broker 1 leads one");
+    // Move the partition away from its preferred broker 1, then bring 1 back.
+    cluster.kill_agent(0);
+    let interim = cluster
+        .wait_until("failover away from broker 1", LONG, || {
+            let (leader, _) = leaders(&cluster.describe("moves").ok()?)[&partition];
+            (leader != 1 && leader != -1).then_some(leader)
+        })
+        .await;
+    cluster.restart_agent(0);
+    cluster
+        .wait_until("broker 1 back in the ISR", LONG, || {
+            let d = cluster.describe("moves").ok()?;
+            d["partitions"][partition as usize]["isr"].as_array()?.iter().any(|b| b == 1).then_some(())
+        })
+        .await;
+    let old = interim as usize - 1;
+    agents_agree(&cluster, "moves", &[0, 1, 2]).await;
+    assert!(cluster.check(old, "moves", partition as i32).await.expect("check").allowed);
+
+    // The interim leader freezes holding its lease; the election goes ahead.
+    cluster.pause_agent(old);
+    let paused_at = Instant::now();
+    let lease = Duration::from_millis(1_500); // liveness.lease_ms default
+    let p = partition.to_string();
+    let elect = cluster.batonctl(&["leader", "elect", "--type", "preferred", "--topic", "moves", "--partition", &p]);
+    assert!(elect.status.success(), "elect failed: {}", String::from_utf8_lossy(&elect.stderr));
+    let granted_at = baton_tests::wait_for("broker 1 to be allowed", LONG, async || {
+        let r = cluster.check(0, "moves", partition as i32).await.ok()?;
+        r.allowed.then(Instant::now)
+    })
+    .await;
+    assert!(
+        granted_at > paused_at + lease,
+        "broker 1 was allowed {:?} after broker {interim} froze, inside that broker's lease",
+        granted_at - paused_at
+    );
+    cluster.resume_agent(old);
+    let r = cluster.check(old, "moves", partition as i32).await.expect("check on the woken broker");
+    assert!(!r.allowed, "the old leader accepted a write after waking: {r:?}");
+}
