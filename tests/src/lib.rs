@@ -380,17 +380,13 @@ pub fn leaders(describe: &Value) -> BTreeMap<i64, (i64, i64)> {
 }
 
 pub fn create_topic(cluster: &Cluster, name: &str, partitions: u32, rf: u32) -> Value {
-    let out = cluster.batonctl(&[
-        "topic",
-        "create",
-        name,
-        "--partitions",
-        &partitions.to_string(),
-        "--replication-factor",
-        &rf.to_string(),
-    ]);
-    assert!(out.status.success(), "topic create failed: {}", String::from_utf8_lossy(&out.stderr));
-    cluster.describe(name).expect("describe after create")
+    // The create's own answer is the topic as committed; a describe sent
+    // right after could reach a follower that has not applied it yet.
+    let p = partitions.to_string();
+    let r = rf.to_string();
+    cluster
+        .batonctl_json(&["topic", "create", name, "--partitions", &p, "--replication-factor", &r])
+        .unwrap_or_else(|e| panic!("topic create {name}: {e}"))
 }
 
 /// Waits until every agent's Check agrees with the controller's view of `topic`:
