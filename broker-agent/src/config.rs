@@ -245,4 +245,17 @@ mod tests {
             SidecarOverrides { broker_id: Some(1), advertised: Some("h:1".into()), ..Default::default() };
         assert!(load_with_env(None, env(&[]), &flags).is_err());
     }
+
+    /// deploy/config/agent.toml documents every option with its default.
+    #[test]
+    fn the_documented_config_file_parses_to_the_defaults() {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/agent.toml");
+        let c = load_with_env(Some(&path), Some(HashMap::new()), &SidecarOverrides::default()).expect("example loads");
+        assert_eq!(c.agent.heartbeat_interval, DEFAULT_HEARTBEAT_INTERVAL);
+        assert_eq!(c.agent.rpc_timeout, DEFAULT_RPC_TIMEOUT);
+        assert_eq!(c.agent.max_progress_per_heartbeat, DEFAULT_MAX_PROGRESS_PER_HEARTBEAT);
+        assert_eq!(c.listen, DEFAULT_LISTEN);
+        assert_eq!(c.agent.controllers.len(), 3);
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
 }

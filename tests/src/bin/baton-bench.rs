@@ -1,1 +1,995 @@
-fn main() {}
+//! `baton-bench`: benchmarks against real `baton-controller` processes on
+//! loopback (see docs/BENCHMARKS.md for the figures and how they were taken).
+//!
+//! Scenarios (one subcommand each; `--help` on each explains it):
+//! - `failover-crash`: kill -9 a broker (a real `baton-agent` sidecar process)
+//!   and time, per partition it led, when both surviving brokers (in-process
+//!   `baton_agent::Agent` instances) enforce the new leader.
+//! - `failover-hang`: the same with SIGSTOP (fenced only by session timeout),
+//!   plus a check that no new leader was allowed before the paused broker's
+//!   lease had surely lapsed.
+//! - `commit`: client-visible propose-to-applied latency of small writes.
+//! - `check`: ns per `Agent::check_produce`.
+//!
+//! Every process started is killed when the bench exits, also on panic,
+//! Ctrl-C or SIGTERM (Drop guards); all traffic stays on 127.0.0.1.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hint::black_box;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use baton_agent::{Agent, AgentConfig};
+use baton_proto::v1::agent_client::AgentClient;
+use baton_proto::v1::controller_client::ControllerClient;
+use baton_proto::v1::{
+    BrokerState, CheckKind, CheckRequest, CreateTopicRequest, DescribeQuorumRequest, DescribeTopicRequest,
+    ListBrokersRequest, WatchLeadershipRequest,
+};
+use clap::{Parser, Subcommand, ValueEnum};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+use tonic::transport::Channel;
+
+const TOPIC: &str = "bench";
+/// Largest gRPC message the bench accepts (a 30k-partition DescribeTopic is ~2 MB).
+const MAX_MESSAGE: usize = 64 << 20;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "baton-bench",
+    about = "Benchmarks for Baton: failover after a broker crash or hang, controller commit latency, agent checks",
+    long_about = "Benchmarks for Baton. Each subcommand starts a fresh cluster of real baton-controller \
+                  processes (3, loopback, fresh temp data dirs), measures, prints a table and tears \
+                  everything down. Build in release first: cargo build --release --bins; the controller \
+                  and agent binaries are looked up next to this executable."
+)]
+struct Cli {
+    /// Also write the results as JSON to this file.
+    #[arg(long, global = true)]
+    json: Option<PathBuf>,
+    /// Folder holding baton-controller and baton-agent [default: this executable's folder].
+    #[arg(long, global = true)]
+    bin_dir: Option<PathBuf>,
+    /// Parent folder of the temporary data dirs [default: the system temp dir].
+    #[arg(long, global = true)]
+    data_root: Option<PathBuf>,
+    /// Keep each cluster's data dirs and logs (their path is printed).
+    #[arg(long, global = true)]
+    keep_logs: bool,
+    /// Extra environment for the controllers, KEY=VALUE (repeatable),
+    /// e.g. BATON_LIVENESS__SESSION_TIMEOUT_MS=5000.
+    #[arg(long = "controller-env", global = true, value_parser = parse_env)]
+    controller_env: Vec<(String, String)>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// kill -9 broker 1 (a real baton-agent sidecar process) and time, for every
+    /// partition it led, the instant both surviving brokers (in-process agents 2
+    /// and 3) enforce the new leader: the non-leader's view names a leader other
+    /// than 1, and the new leader's check_produce returns Ok. Topic "bench" has
+    /// 3N partitions, replication factor 3, so broker 1 leads N.
+    FailoverCrash {
+        /// N: partitions led by the crashed broker (the topic gets 3N).
+        #[arg(long, default_value_t = 1000)]
+        partitions: u32,
+        /// Repetitions, each with a fresh cluster.
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+        /// Give up on a run after this many seconds past the fault.
+        #[arg(long, default_value_t = 30)]
+        timeout_secs: u64,
+    },
+    /// As failover-crash, but broker 1 hangs (SIGSTOP) instead: it is fenced
+    /// only after the session timeout. Also counts overlap violations: a
+    /// surviving agent allowed a produce on one of broker 1's partitions before
+    /// broker 1's lease had surely lapsed (signal delivered + lease_ms). SIGCONT
+    /// and cleanup after each run.
+    FailoverHang {
+        #[arg(long, default_value_t = 1000)]
+        partitions: u32,
+        /// How the broker hangs.
+        #[arg(long, value_enum, default_value_t = HangMode::Sigstop)]
+        mode: HangMode,
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+        /// The controllers' lease (must match BATON_LIVENESS__LEASE_MS if you set it).
+        #[arg(long, default_value_t = 1500)]
+        lease_ms: u64,
+        /// The controllers' session timeout (must match BATON_LIVENESS__SESSION_TIMEOUT_MS if set).
+        #[arg(long, default_value_t = 3000)]
+        session_timeout_ms: u64,
+        /// Give up on a run after session timeout plus this many seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout_secs: u64,
+    },
+    /// Propose-to-applied latency as a client sees it: COUNT CreateTopic calls
+    /// (1 partition, replication factor 1, unique names; one raft entry each,
+    /// fsynced on a quorum) sent to the controller leader, COUNT per
+    /// concurrency level, each level split over C concurrent callers.
+    Commit {
+        /// Writes per concurrency level.
+        #[arg(long, default_value_t = 500)]
+        count: u32,
+        /// Concurrency levels, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,16")]
+        concurrency: Vec<u32>,
+    },
+    /// ns per check_produce on 1 and 2 threads: an in-process agent (no
+    /// session) fed 1600 partitions through baton_agent::testing, half led.
+    Check {
+        /// Calls per measurement.
+        #[arg(long, default_value_t = 5_000_000)]
+        calls: u64,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum HangMode {
+    /// SIGSTOP the sidecar process (its connections stay open; nothing answers).
+    Sigstop,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))?;
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+struct Options {
+    bin_dir: PathBuf,
+    data_root: Option<PathBuf>,
+    keep_logs: bool,
+    controller_env: Vec<(String, String)>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let bin_dir = match &cli.bin_dir {
+        Some(d) => d.clone(),
+        None => std::env::current_exe()?.parent().context("executable folder")?.to_path_buf(),
+    };
+    let options = Options {
+        bin_dir,
+        data_root: cli.data_root.clone(),
+        keep_logs: cli.keep_logs,
+        controller_env: cli.controller_env.clone(),
+    };
+    if let Cmd::Check { calls } = cli.command {
+        let result = check_bench(calls);
+        return write_json(cli.json.as_deref(), &result);
+    }
+    for bin in ["baton-controller", "baton-agent"] {
+        ensure!(
+            options.bin_dir.join(bin).exists(),
+            "{} is missing: run `cargo build --release --bins` (or pass --bin-dir)",
+            options.bin_dir.join(bin).display()
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let result = runtime.block_on(async {
+        let work = async {
+            match cli.command {
+                Cmd::FailoverCrash { partitions, runs, timeout_secs } => {
+                    failover(&options, Fault::Crash, partitions, runs, Duration::from_secs(timeout_secs), 0).await
+                }
+                Cmd::FailoverHang { partitions, mode: HangMode::Sigstop, runs, lease_ms, session_timeout_ms, timeout_secs } => {
+                    failover(
+                        &options,
+                        Fault::Sigstop,
+                        partitions,
+                        runs,
+                        Duration::from_millis(session_timeout_ms) + Duration::from_secs(timeout_secs),
+                        lease_ms,
+                    )
+                    .await
+                }
+                Cmd::Commit { count, concurrency } => commit_bench(&options, count, &concurrency).await,
+                Cmd::Check { .. } => unreachable!("handled above"),
+            }
+        };
+        // Dropping `work` on a signal drops the cluster, whose guards kill every process.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = work => r,
+            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+            _ = term.recv() => bail!("terminated"),
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    let result = result?;
+    write_json(cli.json.as_deref(), &result)
+}
+
+fn write_json(path: Option<&Path>, value: &Value) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        let mut v = value.clone();
+        v["machine"] = machine_info();
+        std::fs::write(path, serde_json::to_vec_pretty(&v)?).with_context(|| format!("writing {}", path.display()))?;
+        println!("JSON written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn machine_info() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .unwrap_or_default();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    json!({ "cpu": cpu, "cores": cores, "loadavg_at_end": load })
+}
+
+// ---------------------------------------------------------------- statistics
+
+#[derive(Clone, Copy, Debug)]
+struct Stats {
+    n: usize,
+    median: f64,
+    p99: f64,
+    max: f64,
+    min: f64,
+}
+
+/// Nearest-rank percentiles over a sorted copy.
+fn stats(values: &[f64]) -> Option<Stats> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+    Some(Stats { n: v.len(), median: rank(0.5), p99: rank(0.99), max: v[v.len() - 1], min: v[0] })
+}
+
+fn stats_json(s: Option<Stats>) -> Value {
+    match s {
+        Some(s) => json!({ "n": s.n, "min": s.min, "median": s.median, "p99": s.p99, "max": s.max }),
+        None => Value::Null,
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+// ------------------------------------------------------------------ processes
+
+/// A child process killed (and reaped) on drop.
+struct Proc {
+    name: String,
+    child: Option<Child>,
+    stopped: bool,
+}
+
+impl Proc {
+    fn spawn(bin: &Path, name: &str, args: &[String], env: &[(String, String)], log: &Path) -> anyhow::Result<Proc> {
+        let log = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let child = Command::new(bin)
+            .args(args)
+            .envs(env.iter().cloned())
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", std::env::var("BATON_BENCH_LOG").unwrap_or_else(|_| "info,raft=warn,h2=warn".into()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("spawning {}", bin.display()))?;
+        Ok(Proc { name: name.to_owned(), child: Some(child), stopped: false })
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL (std sends it straight from this process: no fork in between), then reap.
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn signal(&mut self, sig: &str) -> anyhow::Result<()> {
+        let pid = self.pid().with_context(|| format!("{} is not running", self.name))?;
+        let status = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status()?;
+        ensure!(status.success(), "kill -{sig} {pid} failed");
+        match sig {
+            "STOP" => self.stopped = true,
+            "CONT" => self.stopped = false,
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.stopped {
+            let _ = self.signal("CONT");
+        }
+        self.kill9();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Three controllers, an optional sidecar for broker 1, and in-process agents.
+struct Cluster {
+    dir: Option<tempfile::TempDir>,
+    keep_logs: bool,
+    controllers: Vec<Proc>,
+    controller_addrs: Vec<String>,
+    sidecar: Option<Proc>,
+    sidecar_addr: String,
+    agents: Vec<Agent>,
+}
+
+impl Cluster {
+    async fn start(options: &Options, sidecar: bool, lib_agents: &[i32]) -> anyhow::Result<Cluster> {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("baton-bench-");
+        let dir = match &options.data_root {
+            Some(root) => {
+                std::fs::create_dir_all(root)?;
+                builder.tempdir_in(root)?
+            }
+            None => builder.tempdir()?,
+        };
+        let controller_addrs: Vec<String> =
+            (0..3).map(|_| free_port().map(|p| format!("127.0.0.1:{p}"))).collect::<anyhow::Result<_>>()?;
+        let peers = controller_addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
+        let mut cluster = Cluster {
+            dir: Some(dir),
+            keep_logs: options.keep_logs,
+            controllers: Vec::new(),
+            controller_addrs: controller_addrs.clone(),
+            sidecar: None,
+            sidecar_addr: String::new(),
+            agents: Vec::new(),
+        };
+        let root = cluster.path().to_path_buf();
+        for (i, addr) in controller_addrs.iter().enumerate() {
+            let id = i + 1;
+            let args = vec![
+                "--id".into(),
+                id.to_string(),
+                "--data-dir".into(),
+                root.join(format!("controller-{id}")).to_string_lossy().into_owned(),
+                "--listen".into(),
+                addr.clone(),
+                "--peers".into(),
+                peers.clone(),
+            ];
+            cluster.controllers.push(Proc::spawn(
+                &options.bin_dir.join("baton-controller"),
+                &format!("controller-{id}"),
+                &args,
+                &options.controller_env,
+                &root.join(format!("controller-{id}.log")),
+            )?);
+        }
+        let controllers_flag = controller_addrs.join(",");
+        let leader = cluster.wait_leader(Duration::from_secs(30)).await?;
+        let mut expected = 0;
+        if sidecar {
+            cluster.sidecar_addr = format!("127.0.0.1:{}", free_port()?);
+            let args = vec![
+                "--broker-id".into(),
+                "1".into(),
+                "--controllers".into(),
+                controllers_flag.clone(),
+                "--advertised".into(),
+                "127.0.0.1:19091".into(),
+                "--listen".into(),
+                cluster.sidecar_addr.clone(),
+                "--rack".into(),
+                "rack-1".into(),
+            ];
+            cluster.sidecar =
+                Some(Proc::spawn(&options.bin_dir.join("baton-agent"), "agent-1", &args, &[], &root.join("agent-1.log"))?);
+            expected += 1;
+        }
+        for &id in lib_agents {
+            let mut config = AgentConfig::new(id, controller_addrs.clone(), format!("127.0.0.1:{}", 19090 + id));
+            config.rack = format!("rack-{id}");
+            cluster.agents.push(Agent::start(config));
+            expected += 1;
+        }
+        for agent in &cluster.agents {
+            agent.wait_registered(Duration::from_secs(30)).await.context("in-process agent registration")?;
+        }
+        let mut client = cluster.client(leader).await?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let alive = match client.list_brokers(ListBrokersRequest {}).await {
+                Ok(r) => r.into_inner().brokers.iter().filter(|b| b.state == BrokerState::Alive as i32).count(),
+                Err(_) => 0,
+            };
+            if alive == expected {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "only {alive} of {expected} brokers alive after 30 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(cluster)
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.as_ref().map(|d| d.path()).expect("cluster dir")
+    }
+
+    async fn client(&self, index: usize) -> anyhow::Result<ControllerClient<Channel>> {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.controller_addrs[index]))?
+            .tcp_nodelay(true)
+            .connect()
+            .await?;
+        Ok(ControllerClient::new(channel).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE))
+    }
+
+    /// Index (0-based) of the raft leader, once one is known.
+    async fn wait_leader(&self, timeout: Duration) -> anyhow::Result<usize> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            for i in 0..self.controller_addrs.len() {
+                if let Ok(mut c) = self.client(i).await
+                    && let Ok(q) = c.describe_quorum(DescribeQuorumRequest {}).await
+                {
+                    let leader = q.into_inner().leader as usize;
+                    if (1..=self.controller_addrs.len()).contains(&leader) {
+                        return Ok(leader - 1);
+                    }
+                }
+            }
+            ensure!(Instant::now() < deadline, "no controller leader after {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Stops the in-process agents cleanly (while the controllers still run),
+    /// then kills every process.
+    async fn stop(mut self) {
+        for agent in std::mem::take(&mut self.agents) {
+            agent.shutdown().await;
+        }
+        // Drop does the rest.
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.sidecar = None;
+        self.controllers.clear();
+        if (self.keep_logs || std::thread::panicking())
+            && let Some(dir) = self.dir.take()
+        {
+            eprintln!("cluster data and logs kept in {}", dir.keep().display());
+        }
+    }
+}
+
+// ------------------------------------------------------------------- failover
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Fault {
+    Crash,
+    Sigstop,
+}
+
+/// When one surviving agent first enforced the new leader of a partition.
+#[derive(Clone, Copy, Default)]
+struct Seen {
+    at: Option<Instant>,
+    /// The new leader as that agent saw it.
+    leader: i32,
+}
+
+/// Records, per tracked partition, the first instant `agent`'s view names a
+/// leader other than `old` (and, if `agent` is that leader, check_produce is Ok).
+async fn record_agent(
+    agent: Agent,
+    mut rx: tokio::sync::broadcast::Receiver<baton_agent::LeadershipEvent>,
+    tracked: Arc<HashSet<i32>>,
+    old: i32,
+    deadline: tokio::time::Instant,
+) -> HashMap<i32, Seen> {
+    let me = agent.status().broker_id;
+    let mut seen: HashMap<i32, Seen> = HashMap::with_capacity(tracked.len());
+    // New leader is this agent, but check_produce not yet Ok (lease): polled.
+    let mut pending: HashSet<i32> = HashSet::new();
+    let mut poll = tokio::time::interval(Duration::from_millis(1));
+    let consider = |p: i32, leader: i32, now: Instant, seen: &mut HashMap<i32, Seen>, pending: &mut HashSet<i32>| {
+        if !tracked.contains(&p) || seen.contains_key(&p) || leader == old || leader < 0 {
+            return;
+        }
+        if leader == me {
+            if agent.check_produce(TOPIC, p).is_ok() {
+                seen.insert(p, Seen { at: Some(now), leader });
+                pending.remove(&p);
+            } else {
+                pending.insert(p);
+            }
+        } else {
+            seen.insert(p, Seen { at: Some(now), leader });
+        }
+    };
+    while seen.len() < tracked.len() {
+        tokio::select! {
+            event = rx.recv() => match event {
+                Ok(event) => {
+                    let now = Instant::now();
+                    for change in event.changes.iter() {
+                        if &*change.view.topic == TOPIC {
+                            consider(change.view.partition, change.view.leader, now, &mut seen, &mut pending);
+                        }
+                    }
+                }
+                Err(RecvError::Lagged(_)) => {
+                    let now = Instant::now();
+                    for &p in tracked.iter() {
+                        if let Some(view) = agent.partition(TOPIC, p) {
+                            consider(p, view.leader, now, &mut seen, &mut pending);
+                        }
+                    }
+                }
+                Err(RecvError::Closed) => break,
+            },
+            _ = poll.tick(), if !pending.is_empty() => {
+                let now = Instant::now();
+                for p in pending.clone() {
+                    consider(p, me, now, &mut seen, &mut pending);
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    seen
+}
+
+/// Watches the controller leader's applied state: the instant every tracked
+/// partition shows a leader other than `old`.
+async fn record_controller(
+    mut client: ControllerClient<Channel>,
+    from_version: u64,
+    tracked: Arc<HashSet<i32>>,
+    old: i32,
+    deadline: tokio::time::Instant,
+) -> Option<Instant> {
+    let mut stream = client.watch_leadership(WatchLeadershipRequest { from_version }).await.ok()?.into_inner();
+    let mut moved: HashSet<i32> = HashSet::new();
+    loop {
+        let update = tokio::select! {
+            m = stream.message() => m.ok()??,
+            _ = tokio::time::sleep_until(deadline) => return None,
+        };
+        let now = Instant::now();
+        for p in update.partitions.iter().filter(|p| p.topic == TOPIC && tracked.contains(&p.partition)) {
+            if p.leader != old && p.leader >= 0 {
+                moved.insert(p.partition);
+            }
+        }
+        if moved.len() == tracked.len() {
+            return Some(now);
+        }
+    }
+}
+
+struct RunResult {
+    led: usize,
+    /// Per partition: failover time (ms) = max over the surviving agents.
+    failover_ms: Vec<f64>,
+    /// Per partition: when the new leader's check_produce first allowed (ms after t0).
+    new_leader_ms: Vec<f64>,
+    missing: usize,
+    violations: usize,
+    controller_applied_ms: Option<f64>,
+    fence_took_ms: Option<f64>,
+    signal_ms: f64,
+    leaders_per_broker: BTreeMap<i32, usize>,
+    new_leaders: BTreeMap<i32, usize>,
+}
+
+async fn failover(
+    options: &Options,
+    fault: Fault,
+    partitions: u32,
+    runs: u32,
+    timeout: Duration,
+    lease_ms: u64,
+) -> anyhow::Result<Value> {
+    ensure!(partitions >= 1 && runs >= 1, "--partitions and --runs must be >= 1");
+    ensure!(runs <= 50 && partitions <= 100_000, "--runs <= 50 and --partitions <= 100000");
+    let name = match fault {
+        Fault::Crash => "failover-crash",
+        Fault::Sigstop => "failover-hang (sigstop)",
+    };
+    let mut results = Vec::new();
+    for run in 1..=runs {
+        eprintln!("[{name}] run {run}/{runs}: starting a cluster, topic {TOPIC} with {} partitions, RF 3", 3 * partitions);
+        let mut cluster = Cluster::start(options, true, &[2, 3]).await?;
+        let result = failover_run(&mut cluster, fault, partitions, timeout, lease_ms).await;
+        cluster.stop().await;
+        let result = result?;
+        eprintln!(
+            "[{name}] run {run}: {} partitions, median {:.1} ms, p99 {:.1} ms, max {:.1} ms, missing {}, violations {}",
+            result.led,
+            stats(&result.failover_ms).map_or(f64::NAN, |s| s.median),
+            stats(&result.failover_ms).map_or(f64::NAN, |s| s.p99),
+            stats(&result.failover_ms).map_or(f64::NAN, |s| s.max),
+            result.missing,
+            result.violations
+        );
+        results.push(result);
+    }
+    print_failover(name, partitions, fault, lease_ms, &results);
+    let pooled: Vec<f64> = results.iter().flat_map(|r| r.failover_ms.iter().copied()).collect();
+    let runs_json: Vec<Value> = results
+        .iter()
+        .map(|r| {
+            json!({
+                "partitions_led_by_broker_1": r.led,
+                "leaders_per_broker_before": r.leaders_per_broker,
+                "new_leaders": r.new_leaders,
+                "failover_ms": stats_json(stats(&r.failover_ms)),
+                "new_leader_allowed_ms": stats_json(stats(&r.new_leader_ms)),
+                "controller_applied_ms": r.controller_applied_ms,
+                "fence_took_ms_controller_log": r.fence_took_ms,
+                "signal_delivery_ms": r.signal_ms,
+                "missing": r.missing,
+                "violations": r.violations,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "scenario": name,
+        "partitions_per_broker": partitions,
+        "topic_partitions": 3 * partitions,
+        "lease_ms": if fault == Fault::Sigstop { Some(lease_ms) } else { None },
+        "runs": runs_json,
+        "pooled_failover_ms": stats_json(stats(&pooled)),
+        "violations": results.iter().map(|r| r.violations).sum::<usize>(),
+        "missing": results.iter().map(|r| r.missing).sum::<usize>(),
+    }))
+}
+
+async fn failover_run(
+    cluster: &mut Cluster,
+    fault: Fault,
+    partitions: u32,
+    timeout: Duration,
+    lease_ms: u64,
+) -> anyhow::Result<RunResult> {
+    let leader = cluster.wait_leader(Duration::from_secs(30)).await?;
+    let mut client = cluster.client(leader).await?;
+    client
+        .create_topic(CreateTopicRequest {
+            name: TOPIC.into(),
+            partitions: (3 * partitions) as i32,
+            replication_factor: 3,
+            config: None,
+        })
+        .await
+        .context("CreateTopic")?;
+    let described = client
+        .describe_topic(DescribeTopicRequest { name: TOPIC.into(), consistency: 0 })
+        .await
+        .context("DescribeTopic")?
+        .into_inner();
+    let topic = described.topic.context("no topic in DescribeTopic")?;
+    let view: BTreeMap<i32, (i32, i32)> = topic.partitions.iter().map(|p| (p.partition, (p.leader, p.leader_epoch))).collect();
+    let mut leaders_per_broker = BTreeMap::new();
+    for &(l, _) in view.values() {
+        *leaders_per_broker.entry(l).or_insert(0usize) += 1;
+    }
+    let tracked: Arc<HashSet<i32>> = Arc::new(view.iter().filter(|(_, (l, _))| *l == 1).map(|(p, _)| *p).collect());
+    if tracked.len() != partitions as usize {
+        eprintln!("warning: broker 1 leads {} partitions, not {partitions} (leaders per broker: {leaders_per_broker:?})", tracked.len());
+    }
+    ensure!(!tracked.is_empty(), "broker 1 leads nothing");
+
+    // Wait until both in-process agents hold the controller's view and their
+    // own partitions are allowed, and broker 1's sidecar allows its partitions.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut agree = true;
+        'check: for agent in &cluster.agents {
+            let me = agent.status().broker_id;
+            for (&p, &(l, epoch)) in &view {
+                let ok = match agent.partition(TOPIC, p) {
+                    Some(v) => v.leader == l && v.leader_epoch == epoch,
+                    None => false,
+                } && (l != me || agent.check_produce(TOPIC, p) == Ok(epoch));
+                if !ok {
+                    agree = false;
+                    break 'check;
+                }
+            }
+        }
+        if agree {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "in-process agents never agreed with the controller");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sidecar = AgentClient::connect(format!("http://{}", cluster.sidecar_addr)).await?;
+    loop {
+        let refused = futures::stream::iter(tracked.iter().copied())
+            .map(|p| {
+                let mut c = sidecar.clone();
+                async move {
+                    let req = CheckRequest { topic: TOPIC.into(), partition: p, kind: CheckKind::Produce as i32, leader_epoch: -1 };
+                    c.check(req).await.map(|r| r.into_inner().allowed).unwrap_or(false)
+                }
+            })
+            .buffer_unordered(32)
+            .filter(|allowed| futures::future::ready(!allowed))
+            .count()
+            .await;
+        if refused == 0 {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "broker 1's sidecar still refuses {refused} of its partitions");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(sidecar);
+    // Let heartbeats settle into their steady rhythm.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let fault_deadline = tokio::time::Instant::now() + timeout;
+    let recorders: Vec<_> = cluster
+        .agents
+        .iter()
+        .map(|a| tokio::spawn(record_agent(a.clone(), a.subscribe(), tracked.clone(), 1, fault_deadline)))
+        .collect();
+    let watch_client = cluster.client(leader).await?;
+    let controller = tokio::spawn(record_controller(
+        watch_client,
+        described.metadata_version,
+        tracked.clone(),
+        1,
+        fault_deadline,
+    ));
+    // Give the watch stream time to open before the fault.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // t0 is taken just before the signal; the paused broker's lease ends at
+    // the latest lease_ms after `signalled` (its last heartbeat was sent before).
+    let sidecar_proc = cluster.sidecar.as_mut().context("no sidecar")?;
+    let t0 = Instant::now();
+    match fault {
+        Fault::Crash => sidecar_proc.kill9(),
+        Fault::Sigstop => sidecar_proc.signal("STOP")?,
+    }
+    let signalled = Instant::now();
+
+    let mut per_agent = Vec::new();
+    for r in recorders {
+        per_agent.push(r.await?);
+    }
+    let controller_applied = controller.await.ok().flatten();
+    if fault == Fault::Sigstop {
+        sidecar_proc.signal("CONT")?;
+    }
+    sidecar_proc.kill9();
+
+    let lease_end = signalled + Duration::from_millis(lease_ms);
+    let mut failover_ms = Vec::with_capacity(tracked.len());
+    let mut new_leader_ms = Vec::new();
+    let mut new_leaders = BTreeMap::new();
+    let mut missing = 0;
+    let mut violations = 0;
+    for &p in tracked.iter() {
+        let seen: Vec<Seen> = per_agent.iter().map(|m| m.get(&p).copied().unwrap_or_default()).collect();
+        if seen.iter().any(|s| s.at.is_none()) {
+            missing += 1;
+            continue;
+        }
+        let latest = seen.iter().filter_map(|s| s.at).max().expect("two agents");
+        failover_ms.push(ms(latest.saturating_duration_since(t0)));
+        let new_leader = seen[0].leader;
+        *new_leaders.entry(new_leader).or_insert(0usize) += 1;
+        for (agent, s) in cluster.agents.iter().zip(&seen) {
+            if agent.status().broker_id == new_leader {
+                let at = s.at.expect("checked");
+                new_leader_ms.push(ms(at.saturating_duration_since(t0)));
+                if fault == Fault::Sigstop && at < lease_end {
+                    violations += 1;
+                }
+            }
+        }
+    }
+    let fence_took_ms = fence_took_ms(&cluster.log(&format!("controller-{}", leader + 1)));
+    Ok(RunResult {
+        led: tracked.len(),
+        failover_ms,
+        new_leader_ms,
+        missing,
+        violations,
+        controller_applied_ms: controller_applied.map(|c| ms(c.saturating_duration_since(t0))),
+        fence_took_ms,
+        signal_ms: ms(signalled - t0),
+        leaders_per_broker: leaders_per_broker.into_iter().collect(),
+        new_leaders,
+    })
+}
+
+/// `took_ms` of the last "broker fenced" line of a controller log.
+fn fence_took_ms(log: &str) -> Option<f64> {
+    let line = log.lines().rev().find(|l| l.contains("broker fenced") && l.contains(" broker=1 "))?;
+    let rest = &line[line.find("took_ms=")? + "took_ms=".len()..];
+    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+fn print_failover(name: &str, partitions: u32, fault: Fault, lease_ms: u64, results: &[RunResult]) {
+    println!();
+    println!("{name}: broker 1 led N = {partitions} of {} partitions (RF 3); times in ms after the signal", 3 * partitions);
+    println!("failover = max over the 2 surviving agents of (instant the agent enforces the new leader - t0)");
+    println!(
+        "{:>4} {:>7} {:>9} {:>9} {:>9} {:>9} {:>12} {:>10} {:>8} {:>6}",
+        "run", "parts", "min", "median", "p99", "max", "ctrl-applied", "fence-took", "missing", "viol"
+    );
+    let fmt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+    for (i, r) in results.iter().enumerate() {
+        let s = stats(&r.failover_ms);
+        println!(
+            "{:>4} {:>7} {:>9} {:>9} {:>9} {:>9} {:>12} {:>10} {:>8} {:>6}",
+            i + 1,
+            r.led,
+            fmt(s.map(|s| s.min)),
+            fmt(s.map(|s| s.median)),
+            fmt(s.map(|s| s.p99)),
+            fmt(s.map(|s| s.max)),
+            fmt(r.controller_applied_ms),
+            fmt(r.fence_took_ms),
+            r.missing,
+            r.violations
+        );
+    }
+    let pooled: Vec<f64> = results.iter().flat_map(|r| r.failover_ms.iter().copied()).collect();
+    let s = stats(&pooled);
+    println!(
+        "{:>4} {:>7} {:>9} {:>9} {:>9} {:>9}",
+        "all",
+        pooled.len(),
+        fmt(s.map(|s| s.min)),
+        fmt(s.map(|s| s.median)),
+        fmt(s.map(|s| s.p99)),
+        fmt(s.map(|s| s.max))
+    );
+    let medians: Vec<f64> = results.iter().filter_map(|r| stats(&r.failover_ms)).map(|s| s.median).collect();
+    let p99s: Vec<f64> = results.iter().filter_map(|r| stats(&r.failover_ms)).map(|s| s.p99).collect();
+    if let (Some(m), Some(p)) = (stats(&medians), stats(&p99s)) {
+        println!("run-to-run spread: median {:.1}..{:.1} ms, p99 {:.1}..{:.1} ms", m.min, m.max, p.min, p.max);
+    }
+    if fault == Fault::Sigstop {
+        let v: usize = results.iter().map(|r| r.violations).sum();
+        println!("overlap violations (new leader allowed before signal + lease {lease_ms} ms): {v}");
+    }
+}
+
+// --------------------------------------------------------------------- commit
+
+async fn commit_bench(options: &Options, count: u32, levels: &[u32]) -> anyhow::Result<Value> {
+    ensure!((1..=100_000).contains(&count), "--count must be 1..=100000");
+    ensure!(levels.iter().all(|c| (1..=1024).contains(c)), "--concurrency levels must be 1..=1024");
+    let cluster = Cluster::start(options, false, &[1]).await?;
+    let result = commit_levels(&cluster, count, levels).await;
+    cluster.stop().await;
+    let rows = result?;
+    println!();
+    println!("commit: CreateTopic (1 partition, RF 1) to the controller leader; latency in ms as the client sees it");
+    println!("{:>11} {:>7} {:>8} {:>8} {:>8} {:>8} {:>10}", "concurrency", "writes", "min", "median", "p99", "max", "writes/s");
+    for (c, s, rate) in &rows {
+        println!(
+            "{:>11} {:>7} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>10.0}",
+            c, s.n, s.min, s.median, s.p99, s.max, rate
+        );
+    }
+    Ok(json!({
+        "scenario": "commit",
+        "write": "CreateTopic 1 partition RF 1",
+        "levels": rows.iter().map(|(c, s, rate)| json!({
+            "concurrency": c, "latency_ms": stats_json(Some(*s)), "writes_per_sec": rate
+        })).collect::<Vec<_>>(),
+    }))
+}
+
+async fn commit_levels(cluster: &Cluster, count: u32, levels: &[u32]) -> anyhow::Result<Vec<(u32, Stats, f64)>> {
+    let leader = cluster.wait_leader(Duration::from_secs(30)).await?;
+    let client = cluster.client(leader).await?;
+    let create = |mut c: ControllerClient<Channel>, name: String| async move {
+        let started = Instant::now();
+        c.create_topic(CreateTopicRequest { name, partitions: 1, replication_factor: 1, config: None })
+            .await
+            .context("CreateTopic")?;
+        anyhow::Ok(ms(started.elapsed()))
+    };
+    for i in 0..20 {
+        create(client.clone(), format!("warmup-{i}")).await?;
+    }
+    let mut rows = Vec::new();
+    for &c in levels {
+        eprintln!("[commit] concurrency {c}: {count} writes");
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..c)
+            .map(|w| {
+                let client = client.clone();
+                let mine: Vec<u32> = (0..count).filter(|i| i % c == w).collect();
+                tokio::spawn(async move {
+                    let mut lat = Vec::with_capacity(mine.len());
+                    for i in mine {
+                        lat.push(create(client.clone(), format!("c{c}-w{w}-{i}")).await?);
+                    }
+                    anyhow::Ok(lat)
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(count as usize);
+        for t in tasks {
+            all.extend(t.await??);
+        }
+        let wall = started.elapsed();
+        let s = stats(&all).context("no writes")?;
+        rows.push((c, s, all.len() as f64 / wall.as_secs_f64()));
+    }
+    Ok(rows)
+}
+
+// ---------------------------------------------------------------------- check
+
+fn check_bench(calls: u64) -> Value {
+    use baton_agent::testing::{apply, grant_lease, idle_agent, partition, update};
+    let calls = calls.clamp(1000, 1_000_000_000);
+    let agent = idle_agent(1);
+    let mut parts = Vec::new();
+    for t in 0..100 {
+        for p in 0..16 {
+            parts.push(partition(&format!("topic-{t}"), p, if p % 2 == 0 { 1 } else { 2 }, 5, &[1, 2, 3]));
+        }
+    }
+    apply(&agent, &update(1, true, parts, &[]));
+    grant_lease(&agent, Duration::from_secs(600));
+    assert!(agent.check_produce("topic-42", 0).is_ok(), "the bench agent must lead even partitions");
+    let run = |agent: &Agent, odd: i32| {
+        let start = Instant::now();
+        for i in 0..calls {
+            let _ = black_box(agent.check_produce(black_box("topic-42"), black_box((i % 8 * 2) as i32 + odd)));
+        }
+        start.elapsed().as_nanos() as f64 / calls as f64
+    };
+    let _ = run(&agent, 0);
+    let one = run(&agent, 0);
+    let two: Vec<f64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2).map(|_| s.spawn(|| run(&agent, 0))).collect();
+        handles.into_iter().map(|h| h.join().expect("bench thread")).collect()
+    });
+    let refused = run(&agent, 1);
+    println!();
+    println!("check: check_produce, 1600 partitions in the table, {calls} calls per measurement");
+    println!("{:<44} {:>10}", "case", "ns/call");
+    println!("{:<44} {:>10.1}", "allowed (leader, lease valid), 1 thread", one);
+    println!("{:<44} {:>10.1}", "allowed, 2 threads concurrently (thread 1)", two[0]);
+    println!("{:<44} {:>10.1}", "allowed, 2 threads concurrently (thread 2)", two[1]);
+    println!("{:<44} {:>10.1}", "refused (not leader, with hint), 1 thread", refused);
+    json!({
+        "scenario": "check",
+        "calls": calls,
+        "allowed_1_thread_ns": one,
+        "allowed_2_threads_ns": two,
+        "refused_1_thread_ns": refused,
+    })
+}
