@@ -282,7 +282,9 @@ impl Liveness {
     /// caught-up replicas of rejoin candidates come back.
     pub fn isr_changes(&self, state: &State, now: Instant) -> Vec<IsrChange> {
         let mut inner = self.inner.lock();
-        let Some(since) = inner.leader_since else { return Vec::new() };
+        if inner.leader_since.is_none() {
+            return Vec::new();
+        }
         let lag_max = Duration::from_millis(self.config.replica_lag_max_ms);
         let mut changes: HashMap<(Arc<str>, i32), (i32, BTreeSet<BrokerId>)> = HashMap::new();
 
@@ -300,7 +302,8 @@ impl Liveness {
                     p.caught_up_at = Some(now);
                     continue;
                 }
-                let caught_up_at = *p.caught_up_at.get_or_insert(since);
+                // First seen behind: the lag window starts now, not earlier.
+                let caught_up_at = *p.caught_up_at.get_or_insert(now);
                 if now.saturating_duration_since(caught_up_at) > lag_max {
                     let entry = changes
                         .entry((topic.clone(), *partition))

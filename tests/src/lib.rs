@@ -423,3 +423,14 @@ pub async fn agents_agree(cluster: &Cluster, topic: &str, live_agents: &[usize])
     }
 }
 
+
+impl Cluster {
+    /// Reports a replica's log end offset through agent `index`'s sidecar.
+    pub async fn record_progress(&self, index: usize, topic: &str, partition: i32, log_end_offset: i64) {
+        use baton_proto::v1::ProgressReport;
+        let mut client = AgentClient::connect(format!("http://{}", self.agent_addrs[index])).await.expect("connect sidecar");
+        let report = ProgressReport { topic: topic.into(), partition, log_end_offset };
+        let ack = client.record_progress(futures::stream::iter(vec![report])).await.expect("record progress");
+        assert_eq!(ack.into_inner().accepted, 1);
+    }
+}

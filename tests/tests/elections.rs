@@ -93,3 +93,44 @@ async fn preferred_election_waits_for_the_live_leaders_lease() {
     let r = cluster.check(old, "moves", partition as i32).await.expect("check on the woken broker");
     assert!(!r.allowed, "the old leader accepted a write after waking: {r:?}");
 }
+
+/// The ISR follows reported progress end to end (sidecar RecordProgress →
+/// heartbeat → controller → AlterIsr): a follower that stops keeping up
+/// leaves the ISR after replica_lag_max, and rejoins once it catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_follower_leaves_the_isr_and_rejoins_after_catching_up() {
+    let env = vec![("BATON_LIVENESS__REPLICA_LAG_MAX_MS".to_string(), "1000".to_string())];
+    let cluster = Cluster::start(ClusterOptions { controller_env: env, ..ClusterOptions::default() }).await;
+    let created = create_topic(&cluster, "lag", 1, 3);
+    let p = &created["partitions"][0];
+    let leader = p["leader"].as_i64().expect("leader") as usize - 1;
+    let replicas: Vec<usize> = p["replicas"].as_array().expect("replicas").iter().map(|b| b.as_i64().expect("id") as usize - 1).collect();
+    let (keeps_up, lags) = {
+        let followers: Vec<usize> = replicas.iter().copied().filter(|r| *r != leader).collect();
+        (followers[0], followers[1])
+    };
+    agents_agree(&cluster, "lag", &[0, 1, 2]).await;
+    // The leader writes up to 100; one follower follows, the other stays at 10.
+    cluster.record_progress(leader, "lag", 0, 100).await;
+    cluster.record_progress(keeps_up, "lag", 0, 100).await;
+    cluster.record_progress(lags, "lag", 0, 10).await;
+    let isr = |d: &serde_json::Value| -> Vec<usize> {
+        d["partitions"][0]["isr"].as_array().map(|a| a.iter().filter_map(|b| b.as_i64()).map(|b| b as usize - 1).collect()).unwrap_or_default()
+    };
+    let shrunk = cluster
+        .wait_until("the lagging follower to leave the ISR", LONG, || {
+            let d = cluster.describe("lag").ok()?;
+            (!isr(&d).contains(&lags)).then_some(d)
+        })
+        .await;
+    assert!(isr(&shrunk).contains(&leader) && isr(&shrunk).contains(&keeps_up), "{shrunk}");
+    assert_eq!(shrunk["partitions"][0]["leader"].as_i64(), Some(leader as i64 + 1), "leadership must not move");
+
+    cluster.record_progress(lags, "lag", 0, 100).await;
+    cluster
+        .wait_until("the caught-up follower to rejoin", LONG, || {
+            let d = cluster.describe("lag").ok()?;
+            isr(&d).contains(&lags).then_some(())
+        })
+        .await;
+}

@@ -110,3 +110,37 @@ async fn lagging_controller_catches_up_from_a_snapshot() {
     .await
     .expect("a write commits with the caught-up controller in the quorum");
 }
+
+/// gRPC health and server reflection answer on the controller's port, so
+/// Kubernetes probes and grpcurl work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_reflection_are_served() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+    let cluster = Cluster::start(ClusterOptions { agents: 0, ..ClusterOptions::default() }).await;
+    let url = format!("http://{}", cluster.controller_addr(1));
+    let channel = tonic::transport::Channel::from_shared(url).expect("url").connect().await.expect("connect");
+    let mut health = HealthClient::new(channel.clone());
+    let status = health.check(HealthCheckRequest { service: String::new() }).await.expect("health check").into_inner();
+    assert_eq!(status.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+
+    let mut reflection = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = reflection.server_reflection_info(futures::stream::iter(vec![request])).await.expect("reflection").into_inner();
+    let answer = answers.message().await.expect("stream").expect("answer");
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+        panic!("unexpected reflection answer: {answer:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for want in ["baton.v1.Controller", "baton.v1.BrokerSession", "grpc.health.v1.Health"] {
+        assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+    }
+}

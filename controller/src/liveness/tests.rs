@@ -98,8 +98,10 @@ fn lagging_follower_leaves_the_isr_and_rejoins_when_caught_up() {
     let topic: Arc<str> = Arc::from("t");
     l.record_progress(&state, leader, [(topic.clone(), 0, 100)].into_iter());
     l.record_progress(&state, follower, [(topic.clone(), 0, 40)].into_iter());
+    // First seen behind at +500 ms: the follower gets replica_lag_max from then.
     assert!(l.isr_changes(&state, t0 + Duration::from_millis(500)).is_empty(), "shrunk before replica_lag_max");
-    let changes = l.isr_changes(&state, t0 + Duration::from_millis(1_500));
+    assert!(l.isr_changes(&state, t0 + Duration::from_millis(1_400)).is_empty(), "shrunk before replica_lag_max");
+    let changes = l.isr_changes(&state, t0 + Duration::from_millis(1_600));
     assert_eq!(changes.len(), 1, "{changes:?}");
     assert!(!changes[0].new_isr.contains(&follower));
     index += 1;
@@ -108,7 +110,7 @@ fn lagging_follower_leaves_the_isr_and_rejoins_when_caught_up() {
 
     // Catching up brings it back.
     l.record_progress(&state, follower, [(topic, 0, 100)].into_iter());
-    let changes = l.isr_changes(&state, t0 + Duration::from_millis(1_600));
+    let changes = l.isr_changes(&state, t0 + Duration::from_millis(1_700));
     assert_eq!(changes.len(), 1, "{changes:?}");
     assert!(changes[0].new_isr.contains(&follower));
 }

@@ -596,8 +596,12 @@ struct RunResult {
     new_leader_ms: Vec<f64>,
     missing: usize,
     violations: usize,
+    /// Partitions some surviving agent saw move away from broker 1 *before*
+    /// the fault (the run is then invalid: something else fenced broker 1).
+    early: usize,
     controller_applied_ms: Option<f64>,
     fence_took_ms: Option<f64>,
+    fence_reason: Option<String>,
     signal_ms: f64,
     leaders_per_broker: BTreeMap<i32, usize>,
     new_leaders: BTreeMap<i32, usize>,
@@ -622,16 +626,22 @@ async fn failover(
         eprintln!("[{name}] run {run}/{runs}: starting a cluster, topic {TOPIC} with {} partitions, RF 3", 3 * partitions);
         let mut cluster = Cluster::start(options, true, &[2, 3]).await?;
         let result = failover_run(&mut cluster, fault, partitions, timeout, lease_ms).await;
+        if result.as_ref().map_or(true, |r| r.early > 0 || r.missing > 0) {
+            eprintln!("[{name}] run {run}: anomaly (see below); keeping the logs");
+            cluster.keep_logs = true;
+        }
         cluster.stop().await;
         let result = result?;
         eprintln!(
-            "[{name}] run {run}: {} partitions, median {:.1} ms, p99 {:.1} ms, max {:.1} ms, missing {}, violations {}",
+            "[{name}] run {run}: {} partitions, median {:.1} ms, p99 {:.1} ms, max {:.1} ms, missing {}, violations {}, moved before the fault {}, fence reason {}",
             result.led,
             stats(&result.failover_ms).map_or(f64::NAN, |s| s.median),
             stats(&result.failover_ms).map_or(f64::NAN, |s| s.p99),
             stats(&result.failover_ms).map_or(f64::NAN, |s| s.max),
             result.missing,
-            result.violations
+            result.violations,
+            result.early,
+            result.fence_reason.as_deref().unwrap_or("-")
         );
         results.push(result);
     }
@@ -648,9 +658,11 @@ async fn failover(
                 "new_leader_allowed_ms": stats_json(stats(&r.new_leader_ms)),
                 "controller_applied_ms": r.controller_applied_ms,
                 "fence_took_ms_controller_log": r.fence_took_ms,
+                "fence_reason_controller_log": r.fence_reason,
                 "signal_delivery_ms": r.signal_ms,
                 "missing": r.missing,
                 "violations": r.violations,
+                "moved_before_fault": r.early,
             })
         })
         .collect();
@@ -792,11 +804,15 @@ async fn failover_run(
     let mut new_leaders = BTreeMap::new();
     let mut missing = 0;
     let mut violations = 0;
+    let mut early = 0;
     for &p in tracked.iter() {
         let seen: Vec<Seen> = per_agent.iter().map(|m| m.get(&p).copied().unwrap_or_default()).collect();
         if seen.iter().any(|s| s.at.is_none()) {
             missing += 1;
             continue;
+        }
+        if seen.iter().any(|s| s.at.is_some_and(|at| at < t0)) {
+            early += 1;
         }
         let latest = seen.iter().filter_map(|s| s.at).max().expect("two agents");
         failover_ms.push(ms(latest.saturating_duration_since(t0)));
@@ -812,26 +828,34 @@ async fn failover_run(
             }
         }
     }
-    let fence_took_ms = fence_took_ms(&cluster.log(&format!("controller-{}", leader + 1)));
+    let (fence_took_ms, fence_reason) = fence_took_ms(&cluster.log(&format!("controller-{}", leader + 1)));
     Ok(RunResult {
         led: tracked.len(),
         failover_ms,
         new_leader_ms,
         missing,
         violations,
+        early,
         controller_applied_ms: controller_applied.map(|c| ms(c.saturating_duration_since(t0))),
         fence_took_ms,
+        fence_reason,
         signal_ms: ms(signalled - t0),
         leaders_per_broker: leaders_per_broker.into_iter().collect(),
         new_leaders,
     })
 }
 
-/// `took_ms` of the last "broker fenced" line of a controller log.
-fn fence_took_ms(log: &str) -> Option<f64> {
-    let line = log.lines().rev().find(|l| l.contains("broker fenced") && l.contains(" broker=1 "))?;
-    let rest = &line[line.find("took_ms=")? + "took_ms=".len()..];
-    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+/// `took_ms` and `reason` of the last "broker fenced" line for broker 1 in a controller log.
+fn fence_took_ms(log: &str) -> (Option<f64>, Option<String>) {
+    let Some(line) = log.lines().rev().find(|l| l.contains("broker fenced") && l.contains(" broker=1 ")) else {
+        return (None, None);
+    };
+    let field = |key: &str| {
+        let rest = &line[line.find(key)? + key.len()..];
+        rest.split_whitespace().next().map(str::to_owned)
+    };
+    let took = field("took_ms=").and_then(|v| v.parse().ok());
+    (took, field("reason="))
 }
 
 fn print_failover(name: &str, partitions: u32, fault: Fault, lease_ms: u64, results: &[RunResult]) {
