@@ -320,7 +320,7 @@ impl Session {
             endpoint: config.advertised_endpoint.clone(),
             rack: config.rack.clone(),
         };
-        let mut client = BrokerSessionClient::new(channel);
+        let mut client = BrokerSessionClient::new(channel).max_decoding_message_size(MAX_SESSION_MESSAGE_BYTES);
         match tokio::time::timeout(config.rpc_timeout, client.register_broker(request)).await {
             Ok(result) => result.map(tonic::Response::into_inner),
             Err(_) => Err(Status::deadline_exceeded("registration timed out")),
@@ -383,7 +383,7 @@ impl Session {
             return StreamEnd::Failed;
         }
         let mut stop = self.stop.clone();
-        let mut client = BrokerSessionClient::new(channel);
+        let mut client = BrokerSessionClient::new(channel).max_decoding_message_size(MAX_SESSION_MESSAGE_BYTES);
         let opened = tokio::select! {
             r = tokio::time::timeout(config.rpc_timeout, client.session(ReceiverStream::new(rx))) => r,
             _ = stop_requested(&mut stop) => {
@@ -408,6 +408,8 @@ impl Session {
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_ack = Instant::now();
         let mut granted: Option<Duration> = None;
+        // Chunks of a large update, applied together when the last arrives.
+        let mut reassembly: Option<LeadershipUpdate> = None;
         let end = loop {
             tokio::select! {
                 biased;
@@ -425,6 +427,16 @@ impl Session {
                         }
                     }
                     Ok(Some(SessionResponse { kind: Some(session_response::Kind::Update(update)) })) => {
+                        let update = match reassemble(&mut reassembly, update) {
+                            Ok(Some(complete)) => complete,
+                            Ok(None) => continue,
+                            Err(reason) => {
+                                // We abandon a stream that is still open: suspend first.
+                                tracing::warn!(reason, "malformed chunked update; suspending and abandoning the session");
+                                self.shared.lease.suspend();
+                                break StreamEnd::Failed;
+                            }
+                        };
                         if self.apply(&update) && matches!(self.send_heartbeat(&tx, false), Sent::Closed) {
                             break StreamEnd::Failed;
                         }
@@ -490,6 +502,12 @@ impl Session {
             Disposition::Redirect(to) if to.address != target.address => StreamEnd::Redirect(to),
             _ => {
                 tracing::warn!(code = ?status.code(), error, detail = status.message(), "session failed");
+                if ends_locally(status) {
+                    // A message we could not decode ends the stream on OUR
+                    // side while the controller may still count it open: the
+                    // controller may fence us at once, so stop acting first.
+                    self.shared.lease.suspend();
+                }
                 StreamEnd::Failed
             }
         }
@@ -583,5 +601,87 @@ mod tests {
         assert!(last >= BACKOFF_MAX / 2);
         backoff.reset();
         assert!(backoff.delay() <= BACKOFF_MIN);
+    }
+}
+
+/// Largest session message the agent decodes (the controller chunks updates
+/// far below this).
+pub(crate) const MAX_SESSION_MESSAGE_BYTES: usize = 64 << 20;
+/// Bound on partitions held while reassembling one chunked update.
+const MAX_REASSEMBLED_PARTITIONS: usize = 1 << 23;
+
+/// Statuses that the client library produces itself (decode failures, size
+/// limits) rather than receives from the controller or the network.
+fn ends_locally(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::OutOfRange | tonic::Code::Internal | tonic::Code::ResourceExhausted | tonic::Code::DataLoss
+    )
+}
+
+/// Collects the chunks of one update (see `LeadershipUpdate.partial`):
+/// Ok(None) while more are due, Ok(Some(update)) when complete.
+fn reassemble(
+    pending: &mut Option<LeadershipUpdate>,
+    chunk: LeadershipUpdate,
+) -> Result<Option<LeadershipUpdate>, &'static str> {
+    let mut acc = match pending.take() {
+        None => chunk,
+        Some(mut acc) => {
+            if chunk.metadata_version != acc.metadata_version || chunk.full {
+                return Err("a chunk does not continue the update in progress");
+            }
+            if acc.partitions.len() + chunk.partitions.len() > MAX_REASSEMBLED_PARTITIONS {
+                return Err("a chunked update is over the bound");
+            }
+            acc.partitions.extend(chunk.partitions);
+            acc.deleted_topics.extend(chunk.deleted_topics);
+            acc.brokers.extend(chunk.brokers);
+            acc.partial = chunk.partial;
+            acc
+        }
+    };
+    if acc.partial {
+        *pending = Some(acc);
+        return Ok(None);
+    }
+    acc.partial = false;
+    Ok(Some(acc))
+}
+
+#[cfg(test)]
+mod reassembly_tests {
+    use baton_proto::v1::{LeadershipUpdate, PartitionInfo};
+
+    use super::reassemble;
+
+    fn chunk(version: u64, full: bool, partial: bool, partitions: &[i32]) -> LeadershipUpdate {
+        LeadershipUpdate {
+            metadata_version: version,
+            full,
+            partial,
+            partitions: partitions.iter().map(|p| PartitionInfo { topic: "t".into(), partition: *p, ..Default::default() }).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn chunks_are_applied_together_when_the_last_arrives() {
+        let mut pending = None;
+        assert_eq!(reassemble(&mut pending, chunk(7, true, true, &[0, 1])), Ok(None));
+        assert_eq!(reassemble(&mut pending, chunk(7, false, true, &[2])), Ok(None));
+        let whole = reassemble(&mut pending, chunk(7, false, false, &[3])).expect("valid").expect("complete");
+        assert!(whole.full && !whole.partial);
+        assert_eq!(whole.partitions.iter().map(|p| p.partition).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+        assert!(pending.is_none());
+        // A single-message update passes straight through.
+        assert!(reassemble(&mut pending, chunk(8, false, false, &[1])).expect("valid").is_some());
+    }
+
+    #[test]
+    fn a_chunk_of_another_version_is_refused() {
+        let mut pending = None;
+        assert_eq!(reassemble(&mut pending, chunk(7, true, true, &[0])), Ok(None));
+        assert!(reassemble(&mut pending, chunk(8, false, false, &[1])).is_err());
     }
 }

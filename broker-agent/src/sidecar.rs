@@ -15,7 +15,7 @@ use baton_proto::v1::{
 };
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{broadcast, mpsc, watch};
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream, UnixListenerStream};
+use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::agent::Agent;
@@ -97,7 +97,9 @@ pub async fn serve(
     };
     let router = tonic::transport::Server::builder().add_service(health_service).add_service(service);
     let server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> = match listener {
-        SidecarListener::Tcp(l) => Box::pin(router.serve_with_incoming_shutdown(TcpListenerStream::new(l), stopped)),
+        SidecarListener::Tcp(l) => Box::pin(
+            router.serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true)), stopped),
+        ),
         SidecarListener::Unix(l) => {
             Box::pin(router.serve_with_incoming_shutdown(UnixListenerStream::new(l), stopped))
         }

@@ -67,5 +67,6 @@ pub fn update(metadata_version: u64, full: bool, partitions: Vec<PartitionInfo>,
         partitions,
         deleted_topics: deleted_topics.iter().map(|t| (*t).to_owned()).collect(),
         brokers: Vec::new(),
+        partial: false,
     }
 }

@@ -43,6 +43,7 @@ fn full_view() -> LeadershipUpdate {
         }],
         deleted_topics: vec![],
         brokers: vec![],
+        partial: false,
     }
 }
 

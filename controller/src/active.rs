@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::Shared;
+use crate::raft::ProposeError;
 
 /// ISR evaluation runs this many liveness checks apart.
 const ISR_EVERY_CHECKS: u32 = 5;
@@ -30,7 +31,8 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
                 if ready != shared.liveness.is_leader() {
                     info!(ready, "active controller role changed; liveness state reset");
                 }
-                shared.liveness.set_leader(ready, Instant::now(), shared.raft.metadata().version());
+                let term = status.borrow().term;
+                shared.liveness.set_leader(ready, term, Instant::now(), shared.raft.metadata().version());
             }
             _ = ticker.tick() => {
                 if !shared.liveness.is_leader() {
@@ -69,9 +71,16 @@ pub async fn fence(shared: &Shared, broker: BrokerId, epoch: u64, reason: FenceR
             Ok(other) => debug!(broker, ?other, "fence applied"),
             Err(e) => debug!(broker, error = %e, "fence not needed"),
         },
-        Err(e) => {
+        Err(e @ (ProposeError::NotLeader { .. } | ProposeError::Dropped(_))) => {
+            // Definitely not in the log: another attempt may follow.
             warn!(broker, epoch, error = %e, "fencing failed; will retry");
             shared.liveness.fence_failed(broker, epoch);
+        }
+        Err(e) => {
+            // Timeout or lost leadership: the entry may still commit, so the
+            // broker must not be granted a lease meanwhile. Its fencing mark
+            // stays until leadership changes hands (which resets liveness).
+            warn!(broker, epoch, error = %e, "fence outcome unknown; no more leases for this broker epoch");
         }
     }
 }

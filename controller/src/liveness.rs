@@ -50,6 +50,8 @@ struct ReplicaProgress {
 struct Inner {
     /// When this node became a ready leader; None while it is not one.
     leader_since: Option<Instant>,
+    /// The raft term of that leadership.
+    term: u64,
     /// The metadata version at that instant: a broker epoch above it is a
     /// registration this leader committed, whose clock starts when first seen.
     leader_version: u64,
@@ -79,16 +81,19 @@ impl Liveness {
         Duration::from_millis(self.config.session_timeout_ms)
     }
 
-    /// Called when this node becomes (or stops being) a ready leader. Either
-    /// way, what an earlier term learned is forgotten.
-    pub fn set_leader(&self, ready: bool, now: Instant, version: u64) {
+    /// Called when this node becomes (or stops being) a ready leader, or its
+    /// term changes. Either way, what an earlier term learned is forgotten:
+    /// keyed on the term too, so a leader → follower → leader flip that the
+    /// status watch coalesced still starts afresh.
+    pub fn set_leader(&self, ready: bool, term: u64, now: Instant, version: u64) {
         let mut inner = self.inner.lock();
         let was = inner.leader_since.is_some();
-        if ready == was {
+        if ready == was && (!ready || inner.term == term) {
             return;
         }
         *inner = Inner {
             leader_since: ready.then_some(now),
+            term,
             leader_version: version,
             next_session: inner.next_session,
             ..Inner::default()
@@ -122,25 +127,46 @@ impl Liveness {
 
     /// Records a heartbeat. Returns whether a lease may be granted for it:
     /// not while a fence is in flight, and not before the broker reports
-    /// `grant_floor` (it has then seen every leadership taken from it, so a
+    /// `grant_floor()` (it has then seen every leadership taken from it, so a
     /// lease can never extend a leadership that moved on).
-    pub fn heartbeat(&self, broker: BrokerId, epoch: u64, metadata_version: u64, grant_floor: u64, now: Instant) -> bool {
-        let mut inner = self.inner.lock();
-        if inner.leader_since.is_none() {
-            return false;
-        }
-        match inner.brokers.get_mut(&broker) {
-            Some(live) if live.epoch == epoch && !live.fencing => {
-                live.last_heartbeat = now;
-                live.acked_version = live.acked_version.max(metadata_version);
-                let grant = metadata_version >= grant_floor;
-                if grant {
-                    live.last_grant = Some(now);
-                }
-                grant
+    ///
+    /// The grant is recorded BEFORE the floor is read: a handoff recorded
+    /// before the read raises the floor seen here, and a handoff check made
+    /// after the record sees this grant. Either way one side waits.
+    pub fn heartbeat(
+        &self,
+        broker: BrokerId,
+        epoch: u64,
+        metadata_version: u64,
+        grant_floor: impl Fn() -> u64,
+        now: Instant,
+    ) -> bool {
+        let previous_grant = {
+            let mut inner = self.inner.lock();
+            if inner.leader_since.is_none() {
+                return false;
             }
-            _ => false,
+            match inner.brokers.get_mut(&broker) {
+                Some(live) if live.epoch == epoch && !live.fencing => {
+                    live.last_heartbeat = now;
+                    live.acked_version = live.acked_version.max(metadata_version);
+                    live.last_grant.replace(now)
+                }
+                _ => return false,
+            }
+        };
+        if metadata_version >= grant_floor() {
+            return true;
         }
+        // Not granted after all: undo the provisional record, so a broker
+        // stuck behind its floor does not hold handoffs up for ever.
+        if let Some(live) = self.inner.lock().brokers.get_mut(&broker)
+            && live.epoch == epoch
+            && live.last_grant == Some(now)
+        {
+            live.last_grant = previous_grant;
+        }
+        false
     }
 
     /// Whether `handoff.from` can no longer act on the leadership taken from

@@ -264,8 +264,9 @@ impl Cluster {
         self.batonctl_json(&["broker", "list"])
     }
 
+    /// A linearizable describe: it sees every write acknowledged before it.
     pub fn describe(&self, topic: &str) -> anyhow::Result<Value> {
-        self.batonctl_json(&["topic", "describe", topic])
+        self.batonctl_json(&["topic", "describe", topic, "--linearizable"])
     }
 
     pub fn quorum(&self) -> anyhow::Result<Value> {

@@ -31,6 +31,7 @@ fn update(version: u64, full: bool, partitions: Vec<PartitionInfo>, deleted: &[&
         partitions,
         deleted_topics: deleted.iter().map(|s| (*s).to_owned()).collect(),
         brokers: Vec::new(),
+        partial: false,
     }
 }
 

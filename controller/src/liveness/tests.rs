@@ -41,7 +41,7 @@ fn new_leader_waits_a_full_session_timeout_before_fencing_anyone() {
     let (state, index) = cluster(3);
     let l = liveness(true);
     let t0 = Instant::now();
-    l.set_leader(true, t0, index);
+    l.set_leader(true, 1, t0, index);
     let timeout = l.session_timeout();
     assert!(l.due_for_fencing(&state, t0 + timeout / 2).is_empty(), "fenced before one session timeout");
     let due = l.due_for_fencing(&state, t0 + timeout + Duration::from_millis(1));
@@ -55,16 +55,16 @@ fn heartbeats_keep_a_broker_alive_and_stop_granting_once_fencing_starts() {
     let (state, index) = cluster(3);
     let l = liveness(true);
     let t0 = Instant::now();
-    l.set_leader(true, t0, index);
+    l.set_leader(true, 1, t0, index);
     let epoch = state.broker(1).map(|b| b.epoch).expect("broker 1");
     let session = l.open_session(1, epoch, t0);
     let timeout = l.session_timeout();
     let later = t0 + timeout - Duration::from_millis(10);
-    assert!(l.heartbeat(1, epoch, 5, 0, later));
+    assert!(l.heartbeat(1, epoch, 5, || 0, later));
     let due = l.due_for_fencing(&state, t0 + timeout + Duration::from_millis(100));
     assert!(!due.iter().any(|(b, _)| *b == 1), "a broker that heartbeated was fenced");
     assert!(l.begin_fence(1, epoch));
-    assert!(!l.heartbeat(1, epoch, 6, 0, later), "a lease was granted while a fence is in flight");
+    assert!(!l.heartbeat(1, epoch, 6, || 0, later), "a lease was granted while a fence is in flight");
     assert!(!l.session_closed(1, epoch, session), "fast path must not fence twice");
 }
 
@@ -74,14 +74,14 @@ fn only_the_current_session_closing_triggers_fast_failover() {
     let epoch = state.broker(2).map(|b| b.epoch).expect("broker 2");
     let l = liveness(true);
     let t0 = Instant::now();
-    l.set_leader(true, t0, index);
+    l.set_leader(true, 1, t0, index);
     let old = l.open_session(2, epoch, t0);
     let new = l.open_session(2, epoch, t0);
     assert!(!l.session_closed(2, epoch, old), "a superseded session closing fenced the broker");
     assert!(l.session_closed(2, epoch, new));
 
     let off = liveness(false);
-    off.set_leader(true, t0, index);
+    off.set_leader(true, 1, t0, index);
     let s = off.open_session(2, epoch, t0);
     assert!(!off.session_closed(2, epoch, s), "fast failover ran while turned off");
 }
@@ -91,7 +91,7 @@ fn lagging_follower_leaves_the_isr_and_rejoins_when_caught_up() {
     let (mut state, mut index) = cluster(3);
     let l = Liveness::new(LivenessConfig { replica_lag_max_ms: 1_000, ..LivenessConfig::default() });
     let t0 = Instant::now();
-    l.set_leader(true, t0, index);
+    l.set_leader(true, 1, t0, index);
     let p = state.partition("t", 0).expect("partition").clone();
     let leader = p.leader;
     let follower = *p.isr.iter().find(|b| **b != leader).expect("a follower");
@@ -121,7 +121,7 @@ fn a_follower_controller_decides_nothing() {
     let l = liveness(true);
     let t0 = Instant::now();
     assert!(l.due_for_fencing(&state, t0 + Duration::from_secs(60)).is_empty());
-    assert!(!l.heartbeat(1, 1, 1, 0, t0));
+    assert!(!l.heartbeat(1, 1, 1, || 0, t0));
     assert!(l.isr_changes(&state, t0).is_empty());
 }
 
@@ -130,7 +130,7 @@ fn a_broker_registered_under_this_leader_gets_a_full_session_timeout() {
     let (mut state, index) = cluster(2);
     let l = liveness(true);
     let t0 = Instant::now();
-    l.set_leader(true, t0, index);
+    l.set_leader(true, 1, t0, index);
     let timeout = l.session_timeout();
     // Broker 3 registers long after leadership began.
     state.apply(
@@ -149,11 +149,11 @@ fn no_lease_for_a_broker_that_has_not_seen_its_leadership_taken() {
     let (state, index) = cluster(3);
     let l = liveness(true);
     let t0 = Instant::now();
-    l.set_leader(true, t0, index);
+    l.set_leader(true, 1, t0, index);
     let epoch = state.broker(1).map(|b| b.epoch).expect("broker 1");
     l.open_session(1, epoch, t0);
-    assert!(!l.heartbeat(1, epoch, 9, 10, t0), "granted a lease to a broker behind its revocation");
-    assert!(l.heartbeat(1, epoch, 10, 10, t0));
+    assert!(!l.heartbeat(1, epoch, 9, || 10, t0), "granted a lease to a broker behind its revocation");
+    assert!(l.heartbeat(1, epoch, 10, || 10, t0));
 }
 
 #[test]
@@ -162,22 +162,38 @@ fn a_handoff_completes_on_acknowledgement_or_when_every_lease_has_run_out() {
     let (state, index) = cluster(3);
     let l = liveness(true);
     let t0 = Instant::now();
-    l.set_leader(true, t0, index);
+    l.set_leader(true, 1, t0, index);
     let epoch = state.broker(1).map(|b| b.epoch).expect("broker 1");
     l.open_session(1, epoch, t0);
     // We granted broker 1 a lease well after our leadership began.
     let granted_at = t0 + l.session_timeout() + Duration::from_secs(1);
-    assert!(l.heartbeat(1, epoch, 5, 0, granted_at));
+    assert!(l.heartbeat(1, epoch, 5, || 0, granted_at));
     let h = Handoff { from: 1, version: 7 };
     assert!(!l.handoff_done(&state, &h, granted_at), "handed off while the old leader's lease runs");
     assert!(!l.handoff_done(&state, &h, granted_at + l.lease_bound() - Duration::from_millis(1)));
     assert!(l.handoff_done(&state, &h, granted_at + l.lease_bound()), "lease bound passed");
     // Acknowledging the version ends it at once.
-    assert!(l.heartbeat(1, epoch, 7, 0, granted_at));
+    assert!(l.heartbeat(1, epoch, 7, || 0, granted_at));
     assert!(l.handoff_done(&state, &h, granted_at));
     // A broker we never granted anything still waits out a predecessor's lease.
     let fresh = liveness(true);
-    fresh.set_leader(true, t0, index);
+    fresh.set_leader(true, 1, t0, index);
     assert!(!fresh.handoff_done(&state, &Handoff { from: 2, version: 7 }, t0 + Duration::from_millis(10)));
     assert!(fresh.handoff_done(&state, &Handoff { from: 2, version: 7 }, t0 + fresh.session_timeout()));
+}
+
+#[test]
+fn a_new_term_starts_liveness_afresh_even_if_this_node_leads_again() {
+    let (state, index) = cluster(3);
+    let l = liveness(true);
+    let t0 = Instant::now();
+    l.set_leader(true, 1, t0, index);
+    let epoch = state.broker(1).map(|b| b.epoch).expect("broker 1");
+    l.open_session(1, epoch, t0);
+    assert!(l.heartbeat(1, epoch, 9, || 0, t0));
+    // The watch coalesced leader(1) -> follower -> leader(2).
+    let t1 = t0 + Duration::from_secs(10);
+    l.set_leader(true, 2, t1, index);
+    assert!(!l.heartbeat(1, epoch, 9, || 0, t1), "a session of the old term was still counted");
+    assert!(l.due_for_fencing(&state, t1 + l.session_timeout() / 2).is_empty(), "the new term fenced before a full timeout");
 }

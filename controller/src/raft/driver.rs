@@ -181,7 +181,9 @@ impl Driver {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.node.read_index(seq.to_le_bytes().to_vec());
+        // Contexts must be unique across the quorum (raft-rs silently drops a
+        // duplicate): node id, boot nonce and sequence.
+        self.node.read_index(self.read_context(seq));
         // raft-rs drops ReadIndex silently in some states (no leader yet, or a
         // new leader without a committed entry in its term): the deadline
         // turns a lost request into a Timeout instead of a hang.
@@ -246,8 +248,8 @@ impl Driver {
 
         // 6. Answer ReadIndex requests: the reader waits for applied >= index.
         for rs in ready.take_read_states() {
-            if let Ok(bytes) = <[u8; 8]>::try_from(rs.request_ctx.as_slice())
-                && let Some(read) = self.pending_reads.remove(&u64::from_le_bytes(bytes))
+            if let Some(seq) = self.own_read(&rs.request_ctx)
+                && let Some(read) = self.pending_reads.remove(&seq)
             {
                 let _ = read.reply.send(Ok(rs.index));
             }
@@ -333,6 +335,19 @@ impl Driver {
         {
             let _ = reply.send(Ok(Proposed { index: entry.index, outcome: applied.outcome }));
         }
+    }
+
+    fn read_context(&self, seq: u64) -> Vec<u8> {
+        let mut ctx = Vec::with_capacity(24);
+        ctx.extend_from_slice(&self.node.raft.id.to_le_bytes());
+        ctx.extend_from_slice(&self.boot_nonce.to_le_bytes());
+        ctx.extend_from_slice(&seq.to_le_bytes());
+        ctx
+    }
+
+    fn own_read(&self, ctx: &[u8]) -> Option<u64> {
+        let mine = self.read_context(0);
+        (ctx.len() == 24 && ctx[..16] == mine[..16]).then(|| u64::from_le_bytes(ctx[16..].try_into().unwrap_or_default()))
     }
 
     fn own_proposal(&self, context: &[u8]) -> Option<u64> {

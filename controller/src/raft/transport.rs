@@ -36,6 +36,7 @@ const MAX_SNAPSHOT_BYTES: u64 = 4 << 30;
 
 pub(crate) struct Transport {
     peers: HashMap<u64, mpsc::Sender<Message>>,
+    driver: mpsc::Sender<DriverMsg>,
 }
 
 impl Transport {
@@ -53,21 +54,38 @@ impl Transport {
             let link = PeerLink { from: self_id, to: id, addr: addr.clone(), driver: driver.clone(), max_message_bytes };
             tokio::spawn(link.run(rx));
         }
-        Transport { peers: senders }
+        Transport { peers: senders, driver }
     }
 
-    /// Queues messages without waiting; what does not fit is dropped.
+    /// Queues messages without waiting; what does not fit is dropped (raft
+    /// retransmits), except that a dropped snapshot is reported as failed:
+    /// raft-rs keeps a peer paused in Snapshot state until it hears.
     pub(crate) fn send(&self, messages: Vec<Message>) {
         for m in messages {
-            match self.peers.get(&m.to) {
-                Some(tx) => {
-                    if tx.try_send(m).is_err() {
-                        debug!("raft peer queue full; message dropped");
-                    }
+            let to = m.to;
+            let is_snapshot = m.get_msg_type() == MessageType::MsgSnapshot;
+            let sent = match self.peers.get(&to) {
+                Some(tx) => tx.try_send(m).is_ok(),
+                None => false,
+            };
+            if !sent {
+                debug!(to, is_snapshot, "raft message dropped (queue full or unknown peer)");
+                if is_snapshot {
+                    report_snapshot_failure(&self.driver, to);
                 }
-                None => debug!(to = m.to, "raft message for an unknown peer dropped"),
             }
         }
+    }
+}
+
+/// Tells the driver a snapshot never left; called from inside a Ready, so it
+/// goes through the driver's queue (never `report_snapshot` mid-Ready).
+fn report_snapshot_failure(driver: &mpsc::Sender<DriverMsg>, to: u64) {
+    if driver.try_send(DriverMsg::SnapshotDone { to, ok: false }).is_err() {
+        let driver = driver.clone();
+        tokio::spawn(async move {
+            let _ = driver.send(DriverMsg::SnapshotDone { to, ok: false }).await;
+        });
     }
 }
 
@@ -88,8 +106,13 @@ impl PeerLink {
                 Err(e) => {
                     debug!(peer = self.to, error = %e, "raft peer unreachable");
                     self.unreachable().await;
-                    // Drop what queued up meanwhile: raft will resend.
-                    while rx.try_recv().is_ok() {}
+                    // Drop what queued up meanwhile: raft will resend; a
+                    // snapshot among them is reported as failed.
+                    for m in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+                        if m.get_msg_type() == MessageType::MsgSnapshot {
+                            report_snapshot_failure(&self.driver, self.to);
+                        }
+                    }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                     continue;
@@ -129,17 +152,22 @@ impl PeerLink {
                 },
             };
             let mut batch = RaftMessageBatch { from: self.from, messages: Vec::new() };
+            let mut batch_bytes = 0usize;
             let mut pending = Some(msg);
             while let Some(m) = pending.take() {
                 if m.get_msg_type() == MessageType::MsgSnapshot {
                     tokio::spawn(send_snapshot(client.clone(), self.from, m, self.driver.clone()));
                 } else {
                     match m.write_to_bytes() {
-                        Ok(bytes) => batch.messages.push(bytes.into()),
+                        Ok(bytes) => {
+                            batch_bytes += bytes.len();
+                            batch.messages.push(bytes.into());
+                        }
                         Err(e) => warn!(error = %e, "encoding a raft message failed; dropped"),
                     }
                 }
-                if batch.messages.len() < MAX_BATCH_MESSAGES {
+                // Bounded by count and by bytes (half the message limit).
+                if batch.messages.len() < MAX_BATCH_MESSAGES && batch_bytes < self.max_message_bytes / 2 {
                     pending = rx.try_recv().ok();
                 }
             }
@@ -241,7 +269,11 @@ impl Raft for RaftService {
         if msg.get_msg_type() != MessageType::MsgSnapshot || msg.from != first.from {
             return Err(Status::invalid_argument("first snapshot chunk is not a MsgSnapshot from its sender"));
         }
-        let mut data = Vec::with_capacity(first.total_len as usize);
+        // Grow with the data that actually arrives, not the announced length.
+        let mut data = Vec::with_capacity(first.data.len());
+        if first.data.len() as u64 > first.total_len {
+            return Err(Status::invalid_argument("snapshot data longer than announced"));
+        }
         data.extend_from_slice(&first.data);
         while let Some(chunk) = stream.next().await {
             let chunk = chunk?;

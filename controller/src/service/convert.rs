@@ -75,6 +75,7 @@ pub fn full_update(state: &State) -> pb::LeadershipUpdate {
         partitions,
         deleted_topics: Vec::new(),
         brokers: state.brokers().map(|b| broker_info(b, -1)).collect(),
+        partial: false,
     }
 }
 
@@ -89,6 +90,57 @@ pub fn delta_update(state: &State, version: u64, changes: &Changes) -> pb::Leade
             .collect(),
         deleted_topics: changes.deleted_topics.clone(),
         brokers: changes.brokers.iter().map(|b| broker_info(b, -1)).collect(),
+        partial: false,
+    }
+}
+
+/// Splits an update into messages of at most `max_partitions` partitions
+/// (see `LeadershipUpdate.partial`), so no message nears a decode limit.
+pub fn chunked(mut update: pb::LeadershipUpdate, max_partitions: usize) -> Vec<pb::LeadershipUpdate> {
+    let max = max_partitions.max(1);
+    if update.partitions.len() <= max {
+        return vec![update];
+    }
+    let mut rest = std::mem::take(&mut update.partitions);
+    let mut chunks = Vec::with_capacity(rest.len() / max + 1);
+    let tail = rest.split_off(max);
+    update.partitions = rest;
+    update.partial = true;
+    let version = update.metadata_version;
+    chunks.push(update);
+    let mut iter = tail.into_iter().peekable();
+    while iter.peek().is_some() {
+        let partitions: Vec<_> = iter.by_ref().take(max).collect();
+        chunks.push(pb::LeadershipUpdate { metadata_version: version, partitions, partial: true, ..Default::default() });
+    }
+    if let Some(last) = chunks.last_mut() {
+        last.partial = false;
+    }
+    chunks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_updates_are_split_into_partial_chunks_of_one_version() {
+        let update = pb::LeadershipUpdate {
+            metadata_version: 9,
+            full: true,
+            partitions: (0..25).map(|p| pb::PartitionInfo { partition: p, ..Default::default() }).collect(),
+            deleted_topics: vec!["gone".into()],
+            brokers: vec![pb::BrokerInfo::default()],
+            partial: false,
+        };
+        let chunks = chunked(update, 10);
+        assert_eq!(chunks.iter().map(|c| c.partitions.len()).collect::<Vec<_>>(), vec![10, 10, 5]);
+        assert_eq!(chunks.iter().map(|c| c.partial).collect::<Vec<_>>(), vec![true, true, false]);
+        assert!(chunks[0].full && !chunks[1].full && !chunks[2].full);
+        assert!(chunks.iter().all(|c| c.metadata_version == 9));
+        assert_eq!(chunks[0].deleted_topics.len() + chunks[0].brokers.len(), 2, "extras ride with the first chunk");
+        let small = pb::LeadershipUpdate { metadata_version: 3, ..Default::default() };
+        assert_eq!(chunked(small.clone(), 10), vec![small]);
     }
 }
 

@@ -17,13 +17,17 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
-use super::convert::UpdateCursor;
+use super::convert::{self, UpdateCursor};
 use super::forward::Route;
 use super::{invalid, not_leader, propose_error, state_error};
 use crate::{Shared, active};
 
 /// Bound on messages queued toward one agent.
 const SESSION_QUEUE: usize = 64;
+/// Bound on partitions per update message (about 1 MiB on the wire).
+const MAX_PARTITIONS_PER_MESSAGE: usize = 10_000;
+/// How long a new session may take to send its first heartbeat.
+const FIRST_MESSAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Bounds on registration fields.
 const MAX_ID_LEN: usize = 256;
 
@@ -85,13 +89,17 @@ impl BrokerSession for BrokerSessionService {
         request: Request<Streaming<pb::SessionRequest>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
         let shared = self.shared.clone();
-        if !shared.raft.status().leader_ready {
+        // Liveness, not raft status, decides: it is reset when leadership
+        // starts, and a session opened before that reset would be forgotten.
+        if !shared.raft.status().leader_ready || !shared.liveness.is_leader() {
             return Err(not_leader(&shared.raft));
         }
         let mut inbound = request.into_inner();
-        let first = match inbound.message().await? {
-            Some(pb::SessionRequest { kind: Some(RequestKind::Heartbeat(h)) }) => h,
-            _ => return Err(invalid("a session must open with a heartbeat")),
+        let first = match tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, inbound.message()).await {
+            Ok(Ok(Some(pb::SessionRequest { kind: Some(RequestKind::Heartbeat(h)) }))) => h,
+            Ok(Err(status)) => return Err(status),
+            Ok(_) => return Err(invalid("a session must open with a heartbeat")),
+            Err(_) => return Err(invalid("no heartbeat within 10 s of opening the session")),
         };
         check_broker(&shared, &first)?;
         let session = shared.liveness.open_session(first.broker_id, first.broker_epoch, Instant::now());
@@ -131,9 +139,12 @@ async fn run_session(
     session: u64,
 ) {
     let (broker, epoch) = (first.broker_id, first.broker_epoch);
-    let metadata = shared.raft.metadata().clone();
-    let mut cursor = UpdateCursor::new(&metadata, first.metadata_version);
     let mut status = shared.raft.subscribe_status();
+    let term = status.borrow_and_update().term;
+    // Updates flow from their own task: a leadership held back for a handoff
+    // must never stop this task from answering heartbeats (the broker would
+    // lose every lease it holds while it waits).
+    let pump = tokio::spawn(pump_updates(shared.clone(), broker, first.metadata_version, tx.clone()));
     let end = async {
         if let Err(e) = on_heartbeat(&shared, &first, &tx).await {
             let _ = tx.send(Err(e)).await;
@@ -159,21 +170,14 @@ async fn run_session(
                     }
                     Ok(None) | Err(_) => return End::Disconnected,
                 },
-                updates = cursor.next(&metadata) => {
-                    let Some(updates) = updates else { return End::Refused };
-                    for (_, update) in updates {
-                        if !await_handoffs(&shared, broker, &update, &mut status).await {
-                            let _ = tx.send(Err(not_leader(&shared.raft))).await;
-                            return End::Refused;
-                        }
-                        let msg = pb::SessionResponse { kind: Some(ResponseKind::Update(update)) };
-                        if tx.send(Ok(msg)).await.is_err() {
-                            return End::Disconnected;
-                        }
-                    }
-                }
                 changed = status.changed() => {
-                    if changed.is_err() || !status.borrow().leader_ready {
+                    // A new term, even one this node leads again, starts
+                    // liveness afresh: the agent must open a new session.
+                    let still_ours = changed.is_ok() && {
+                        let s = status.borrow();
+                        s.leader_ready && s.term == term
+                    };
+                    if !still_ours {
                         let _ = tx.send(Err(not_leader(&shared.raft))).await;
                         return End::Refused;
                     }
@@ -183,11 +187,39 @@ async fn run_session(
         }
     }
     .await;
+    pump.abort();
     if matches!(end, End::Disconnected) && shared.liveness.session_closed(broker, epoch, session) {
         info!(broker, epoch, "broker session closed: fencing it at once (fast failover)");
         active::fence(&shared, broker, epoch, FenceReason::Disconnected).await;
     } else {
         debug!(broker, epoch, session, "session ended");
+    }
+}
+
+/// Streams leadership updates to one broker: a full view or deltas from its
+/// version, each held until its handoffs are done, in bounded chunks.
+async fn pump_updates(
+    shared: Arc<Shared>,
+    broker: i32,
+    from_version: u64,
+    tx: mpsc::Sender<Result<pb::SessionResponse, Status>>,
+) {
+    let metadata = shared.raft.metadata().clone();
+    let mut cursor = UpdateCursor::new(&metadata, from_version);
+    let mut status = shared.raft.subscribe_status();
+    while let Some(updates) = cursor.next(&metadata).await {
+        for (_, update) in updates {
+            if !await_handoffs(&shared, broker, &update, &mut status).await {
+                let _ = tx.send(Err(not_leader(&shared.raft))).await;
+                return;
+            }
+            for chunk in convert::chunked(update, MAX_PARTITIONS_PER_MESSAGE) {
+                let msg = pb::SessionResponse { kind: Some(ResponseKind::Update(chunk)) };
+                if tx.send(Ok(msg)).await.is_err() {
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -203,6 +235,7 @@ async fn await_handoffs(
     status: &mut tokio::sync::watch::Receiver<crate::raft::RaftStatus>,
 ) -> bool {
     let metadata = shared.raft.metadata();
+    let version = update.metadata_version;
     let mut waited = false;
     loop {
         let now = Instant::now();
@@ -213,14 +246,19 @@ async fn await_handoffs(
                 if handoffs.is_empty() {
                     continue;
                 }
-                let done = |h: &crate::metadata::Handoff| h.from == broker || shared.liveness.handoff_done(s, h, now);
-                pending += handoffs.iter().filter(|h| !done(h)).count();
-                metadata.resolve_handoffs(&p.topic, p.partition, done);
+                // Only handoffs this update can depend on: those at or
+                // before its version, away from some other broker.
+                pending += handoffs
+                    .iter()
+                    .filter(|h| h.version <= version && h.from != broker)
+                    .filter(|h| !shared.liveness.handoff_done(s, h, now))
+                    .count();
+                metadata.resolve_handoffs(&p.topic, p.partition, |h| shared.liveness.handoff_done(s, h, now));
             }
         });
         if pending == 0 {
             if waited {
-                debug!(broker, version = update.metadata_version, "leadership handoff released");
+                debug!(broker, version, "leadership handoff released");
             }
             return true;
         }
@@ -257,7 +295,9 @@ async fn on_heartbeat(
             shared.liveness.record_progress(s, h.broker_id, reports);
         });
     }
-    let floor = metadata.grant_floor(h.broker_id);
+    // A broker must have applied its own registration (hence its fence, if
+    // any) and every leadership taken from it before it is granted a lease.
+    let floor = || metadata.grant_floor(h.broker_id).max(h.broker_epoch);
     let granted = shared.liveness.heartbeat(h.broker_id, h.broker_epoch, h.metadata_version, floor, now);
     if h.shutting_down {
         // The agent suspended itself before sending this: move its

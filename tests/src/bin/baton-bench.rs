@@ -122,6 +122,9 @@ enum Cmd {
         /// Concurrency levels, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "1,16")]
         concurrency: Vec<u32>,
+        /// Include every write's start offset and latency (ms) in the JSON.
+        #[arg(long)]
+        samples: bool,
     },
     /// ns per check_produce on 1 and 2 threads: an in-process agent (no
     /// session) fed 1600 partitions through baton_agent::testing, half led.
@@ -191,7 +194,7 @@ fn main() -> anyhow::Result<()> {
                     )
                     .await
                 }
-                Cmd::Commit { count, concurrency } => commit_bench(&options, count, &concurrency).await,
+                Cmd::Commit { count, concurrency, samples } => commit_bench(&options, count, &concurrency, samples).await,
                 Cmd::Check { .. } => unreachable!("handled above"),
             }
         };
@@ -602,6 +605,11 @@ struct RunResult {
     controller_applied_ms: Option<f64>,
     fence_took_ms: Option<f64>,
     fence_reason: Option<String>,
+    /// From the leader controller's log timestamps (wall clock, µs
+    /// resolution): ms after t0 at which it logged that broker 1's session
+    /// closed / timed out, and that the fence entry was applied.
+    detected_ms: Option<f64>,
+    fenced_ms: Option<f64>,
     signal_ms: f64,
     leaders_per_broker: BTreeMap<i32, usize>,
     new_leaders: BTreeMap<i32, usize>,
@@ -659,6 +667,8 @@ async fn failover(
                 "controller_applied_ms": r.controller_applied_ms,
                 "fence_took_ms_controller_log": r.fence_took_ms,
                 "fence_reason_controller_log": r.fence_reason,
+                "controller_log_detected_ms": r.detected_ms,
+                "controller_log_fenced_ms": r.fenced_ms,
                 "signal_delivery_ms": r.signal_ms,
                 "missing": r.missing,
                 "violations": r.violations,
@@ -781,6 +791,7 @@ async fn failover_run(
     // t0 is taken just before the signal; the paused broker's lease ends at
     // the latest lease_ms after `signalled` (its last heartbeat was sent before).
     let sidecar_proc = cluster.sidecar.as_mut().context("no sidecar")?;
+    let t0_wall = std::time::SystemTime::now();
     let t0 = Instant::now();
     match fault {
         Fault::Crash => sidecar_proc.kill9(),
@@ -828,7 +839,14 @@ async fn failover_run(
             }
         }
     }
-    let (fence_took_ms, fence_reason) = fence_took_ms(&cluster.log(&format!("controller-{}", leader + 1)));
+    let leader_log = cluster.log(&format!("controller-{}", leader + 1));
+    let (fence_took_ms, fence_reason) = fence_took_ms(&leader_log);
+    let detect_pattern = match fault {
+        Fault::Crash => "broker session closed",
+        Fault::Sigstop => "broker session timed out",
+    };
+    let detected_ms = log_line_ms(&leader_log, detect_pattern, t0_wall);
+    let fenced_ms = log_line_ms(&leader_log, "broker fenced", t0_wall);
     Ok(RunResult {
         led: tracked.len(),
         failover_ms,
@@ -839,10 +857,31 @@ async fn failover_run(
         controller_applied_ms: controller_applied.map(|c| ms(c.saturating_duration_since(t0))),
         fence_took_ms,
         fence_reason,
+        detected_ms,
+        fenced_ms,
         signal_ms: ms(signalled - t0),
         leaders_per_broker: leaders_per_broker.into_iter().collect(),
         new_leaders,
     })
+}
+
+/// ms after `t0` of the last line of a controller log containing `pattern`
+/// and ` broker=1 `, from its RFC 3339 UTC timestamp (time of day only).
+fn log_line_ms(log: &str, pattern: &str, t0: std::time::SystemTime) -> Option<f64> {
+    let line = log.lines().rev().find(|l| l.contains(pattern) && l.contains(" broker=1 "))?;
+    let stamp = line.split_whitespace().next()?;
+    let time = stamp.split_once('T')?.1.trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let sec: f64 = parts.next()?.parse().ok()?;
+    let logged = h * 3600.0 + m * 60.0 + sec;
+    let t0 = t0.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64() % 86_400.0;
+    let mut diff = logged - t0;
+    if diff < -43_200.0 {
+        diff += 86_400.0;
+    }
+    Some(diff * 1e3)
 }
 
 /// `took_ms` and `reason` of the last "broker fenced" line for broker 1 in a controller log.
@@ -862,21 +901,25 @@ fn print_failover(name: &str, partitions: u32, fault: Fault, lease_ms: u64, resu
     println!();
     println!("{name}: broker 1 led N = {partitions} of {} partitions (RF 3); times in ms after the signal", 3 * partitions);
     println!("failover = max over the 2 surviving agents of (instant the agent enforces the new leader - t0)");
+    println!("detected / fenced: leader controller's log lines (session closed or timed out / fence applied), ms after t0;");
+    println!("ctrl-watch: a WatchLeadership stream on the leader delivered the move; fence-took: propose->applied (log)");
     println!(
-        "{:>4} {:>7} {:>9} {:>9} {:>9} {:>9} {:>12} {:>10} {:>8} {:>6}",
-        "run", "parts", "min", "median", "p99", "max", "ctrl-applied", "fence-took", "missing", "viol"
+        "{:>4} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8} {:>6}",
+        "run", "parts", "min", "median", "p99", "max", "detected", "fenced", "ctrl-watch", "fence-took", "missing", "viol"
     );
     let fmt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
     for (i, r) in results.iter().enumerate() {
         let s = stats(&r.failover_ms);
         println!(
-            "{:>4} {:>7} {:>9} {:>9} {:>9} {:>9} {:>12} {:>10} {:>8} {:>6}",
+            "{:>4} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8} {:>6}",
             i + 1,
             r.led,
             fmt(s.map(|s| s.min)),
             fmt(s.map(|s| s.median)),
             fmt(s.map(|s| s.p99)),
             fmt(s.map(|s| s.max)),
+            fmt(r.detected_ms),
+            fmt(r.fenced_ms),
             fmt(r.controller_applied_ms),
             fmt(r.fence_took_ms),
             r.missing,
@@ -907,7 +950,7 @@ fn print_failover(name: &str, partitions: u32, fault: Fault, lease_ms: u64, resu
 
 // --------------------------------------------------------------------- commit
 
-async fn commit_bench(options: &Options, count: u32, levels: &[u32]) -> anyhow::Result<Value> {
+async fn commit_bench(options: &Options, count: u32, levels: &[u32], samples: bool) -> anyhow::Result<Value> {
     ensure!((1..=100_000).contains(&count), "--count must be 1..=100000");
     ensure!(levels.iter().all(|c| (1..=1024).contains(c)), "--concurrency levels must be 1..=1024");
     let cluster = Cluster::start(options, false, &[1]).await?;
@@ -917,7 +960,7 @@ async fn commit_bench(options: &Options, count: u32, levels: &[u32]) -> anyhow::
     println!();
     println!("commit: CreateTopic (1 partition, RF 1) to the controller leader; latency in ms as the client sees it");
     println!("{:>11} {:>7} {:>8} {:>8} {:>8} {:>8} {:>10}", "concurrency", "writes", "min", "median", "p99", "max", "writes/s");
-    for (c, s, rate) in &rows {
+    for (c, s, rate, _) in &rows {
         println!(
             "{:>11} {:>7} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>10.0}",
             c, s.n, s.min, s.median, s.p99, s.max, rate
@@ -926,24 +969,30 @@ async fn commit_bench(options: &Options, count: u32, levels: &[u32]) -> anyhow::
     Ok(json!({
         "scenario": "commit",
         "write": "CreateTopic 1 partition RF 1",
-        "levels": rows.iter().map(|(c, s, rate)| json!({
-            "concurrency": c, "latency_ms": stats_json(Some(*s)), "writes_per_sec": rate
-        })).collect::<Vec<_>>(),
+        "levels": rows.iter().map(|(c, s, rate, raw)| {
+            let mut v = json!({ "concurrency": c, "latency_ms": stats_json(Some(*s)), "writes_per_sec": rate });
+            if samples {
+                v["samples_start_ms_latency_ms"] = json!(raw);
+            }
+            v
+        }).collect::<Vec<_>>(),
     }))
 }
 
-async fn commit_levels(cluster: &Cluster, count: u32, levels: &[u32]) -> anyhow::Result<Vec<(u32, Stats, f64)>> {
+type Level = (u32, Stats, f64, Vec<(f64, f64)>);
+
+async fn commit_levels(cluster: &Cluster, count: u32, levels: &[u32]) -> anyhow::Result<Vec<Level>> {
     let leader = cluster.wait_leader(Duration::from_secs(30)).await?;
     let client = cluster.client(leader).await?;
-    let create = |mut c: ControllerClient<Channel>, name: String| async move {
+    let create = |mut c: ControllerClient<Channel>, name: String, origin: Instant| async move {
         let started = Instant::now();
         c.create_topic(CreateTopicRequest { name, partitions: 1, replication_factor: 1, config: None })
             .await
             .context("CreateTopic")?;
-        anyhow::Ok(ms(started.elapsed()))
+        anyhow::Ok((ms(started - origin), ms(started.elapsed())))
     };
     for i in 0..20 {
-        create(client.clone(), format!("warmup-{i}")).await?;
+        create(client.clone(), format!("warmup-{i}"), Instant::now()).await?;
     }
     let mut rows = Vec::new();
     for &c in levels {
@@ -956,7 +1005,7 @@ async fn commit_levels(cluster: &Cluster, count: u32, levels: &[u32]) -> anyhow:
                 tokio::spawn(async move {
                     let mut lat = Vec::with_capacity(mine.len());
                     for i in mine {
-                        lat.push(create(client.clone(), format!("c{c}-w{w}-{i}")).await?);
+                        lat.push(create(client.clone(), format!("c{c}-w{w}-{i}"), started).await?);
                     }
                     anyhow::Ok(lat)
                 })
@@ -967,8 +1016,10 @@ async fn commit_levels(cluster: &Cluster, count: u32, levels: &[u32]) -> anyhow:
             all.extend(t.await??);
         }
         let wall = started.elapsed();
-        let s = stats(&all).context("no writes")?;
-        rows.push((c, s, all.len() as f64 / wall.as_secs_f64()));
+        let latencies: Vec<f64> = all.iter().map(|(_, l)| *l).collect();
+        let s = stats(&latencies).context("no writes")?;
+        all.sort_by(|a, b| a.0.total_cmp(&b.0));
+        rows.push((c, s, all.len() as f64 / wall.as_secs_f64(), all));
     }
     Ok(rows)
 }

@@ -224,8 +224,7 @@ fn watch_json_shape() {
         full: false,
         partitions: vec![partition("orders", 0, 2, vec![1, 2], vec![2])],
         deleted_topics: vec!["gone".to_owned()],
-        brokers: vec![broker(1, BrokerState::Fenced)],
-    };
+        brokers: vec![broker(1, BrokerState::Fenced)], partial: false };
     let v = parsed(&watch_json(&u));
     assert_eq!(v["metadata_version"], 12);
     assert_eq!(v["full"], false);
@@ -305,8 +304,7 @@ fn other_tables_have_headers() {
         full: true,
         partitions: vec![partition("t", 0, 1, vec![1], vec![1])],
         deleted_topics: vec![],
-        brokers: vec![],
-    };
+        brokers: vec![], partial: false };
     let first = watch.lines(&u);
     assert!(first[0].starts_with("VERSION"));
     assert!(first[1].starts_with("# version 3: full snapshot"));
