@@ -35,7 +35,7 @@ use crate::liveness::Liveness;
 use crate::metadata::Metadata;
 use crate::raft::driver::{Driver, restore_state};
 use crate::raft::transport::{RaftService, Transport};
-use crate::raft::{DRIVER_QUEUE, RaftHandle, RaftStatus};
+use crate::raft::{DRIVER_QUEUE, QuorumContact, RaftHandle, RaftStatus};
 use crate::service::controller::ControllerService;
 use crate::service::forward::Forwarder;
 use crate::service::session::BrokerSessionService;
@@ -81,7 +81,17 @@ pub async fn run(
         Duration::from_millis(config.raft.proposal_timeout_ms),
     );
     let transport = Transport::start(config.id, &peers, driver_tx, config.limits.max_message_bytes);
-    let driver = Driver::new(config.id, config.raft.clone(), storage, metadata, driver_rx, transport, status_tx)?;
+    let quorum_contact = Arc::new(QuorumContact::default());
+    let driver = Driver::new(
+        config.id,
+        config.raft.clone(),
+        storage,
+        metadata,
+        driver_rx,
+        transport,
+        status_tx,
+        quorum_contact.clone(),
+    )?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (driver_done_tx, driver_done_rx) = oneshot::channel();
@@ -102,7 +112,12 @@ pub async fn run(
 
     let shared = Arc::new(Shared {
         raft: handle.clone(),
-        liveness: Arc::new(Liveness::new(config.liveness.clone())),
+        liveness: Arc::new(Liveness::new(config.liveness.clone()).with_quorum_contact(
+            quorum_contact,
+            // A grant needs quorum contact younger than one election timeout
+            // less two ticks (a follower's timer may fire a tick early).
+            config.election_timeout().saturating_sub(Duration::from_millis(2 * config.raft.tick_ms)),
+        )),
         forwarder: Forwarder::new(config.limits.max_message_bytes),
         config: config.clone(),
     });

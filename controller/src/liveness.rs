@@ -22,6 +22,7 @@ use parking_lot::Mutex;
 
 use crate::config::LivenessConfig;
 use crate::metadata::Handoff;
+use crate::raft::QuorumContact;
 
 /// Bound on ISR changes proposed in one entry.
 const MAX_ISR_CHANGES_PER_ENTRY: usize = 100_000;
@@ -66,11 +67,26 @@ struct Inner {
 pub struct Liveness {
     config: LivenessConfig,
     inner: Mutex<Inner>,
+    /// The driver's proof of recent quorum contact, and how old it may be
+    /// for a grant. None (unit tests): no such check.
+    quorum: Option<(Arc<QuorumContact>, Duration)>,
 }
 
 impl Liveness {
     pub fn new(config: LivenessConfig) -> Liveness {
-        Liveness { config, inner: Mutex::new(Inner::default()) }
+        Liveness { config, inner: Mutex::new(Inner::default()), quorum: None }
+    }
+
+    /// Grants leases only while the quorum confirmed this leader within
+    /// `max_age`: a leader whose driver stalls or that is cut off from its
+    /// followers stops granting before any other controller can lead.
+    pub fn with_quorum_contact(mut self, contact: Arc<QuorumContact>, max_age: Duration) -> Liveness {
+        self.quorum = Some((contact, max_age));
+        self
+    }
+
+    fn quorum_confirmed(&self) -> bool {
+        self.quorum.as_ref().is_none_or(|(contact, max_age)| contact.age().is_some_and(|age| age <= *max_age))
     }
 
     pub fn config(&self) -> &LivenessConfig {
@@ -144,6 +160,16 @@ impl Liveness {
         let previous_grant = {
             let mut inner = self.inner.lock();
             if inner.leader_since.is_none() {
+                return false;
+            }
+            if !self.quorum_confirmed() {
+                // Still record that we heard from it; grant nothing.
+                if let Some(live) = inner.brokers.get_mut(&broker)
+                    && live.epoch == epoch
+                {
+                    live.last_heartbeat = now;
+                    live.acked_version = live.acked_version.max(metadata_version);
+                }
                 return false;
             }
             match inner.brokers.get_mut(&broker) {

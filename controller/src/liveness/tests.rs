@@ -197,3 +197,21 @@ fn a_new_term_starts_liveness_afresh_even_if_this_node_leads_again() {
     assert!(!l.heartbeat(1, epoch, 9, || 0, t1), "a session of the old term was still counted");
     assert!(l.due_for_fencing(&state, t1 + l.session_timeout() / 2).is_empty(), "the new term fenced before a full timeout");
 }
+
+#[test]
+fn no_lease_without_recent_quorum_contact() {
+    use crate::raft::{QuorumContact, mono_us};
+    let (state, index) = cluster(3);
+    let contact = Arc::new(QuorumContact::default());
+    let l = liveness(true).with_quorum_contact(contact.clone(), Duration::from_millis(800));
+    let t0 = Instant::now();
+    l.set_leader(true, 1, t0, index);
+    let epoch = state.broker(1).map(|b| b.epoch).expect("broker 1");
+    l.open_session(1, epoch, t0);
+    assert!(!l.heartbeat(1, epoch, 9, || 0, t0), "granted a lease with no quorum contact at all");
+    contact.confirm(mono_us());
+    assert!(l.heartbeat(1, epoch, 9, || 0, t0), "no lease despite fresh quorum contact");
+    contact.clear();
+    contact.confirm(mono_us().saturating_sub(900_000).max(1));
+    assert!(!l.heartbeat(1, epoch, 9, || 0, t0), "granted a lease on quorum contact older than the bound");
+}

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use super::transport::Transport;
-use super::{DriverMsg, ProposeError, Proposed, RaftStatus};
+use super::{DriverMsg, ProposeError, Proposed, QuorumContact, RaftStatus, mono_us};
 use crate::config::RaftConfig;
 use crate::metadata::Metadata;
 use crate::storage::RaftStorage;
@@ -52,7 +52,13 @@ pub(crate) struct Driver {
     /// Index of the empty entry that opened this node's current leadership.
     term_start_index: u64,
     last_snapshot_index: u64,
+    /// Confirmed by a ReadIndex round every tick while leading (see QuorumContact).
+    quorum_contact: Arc<QuorumContact>,
 }
+
+/// Marks a ReadIndex context as a quorum-contact probe (followed by 8 bytes
+/// of `mono_us`), never confused with a client read (24 bytes).
+const CONTACT_PROBE: &[u8; 5] = b"LEASE";
 
 impl Driver {
     /// Builds the node from storage: state machine from the latest snapshot,
@@ -65,6 +71,7 @@ impl Driver {
         rx: mpsc::Receiver<DriverMsg>,
         transport: Transport,
         status: watch::Sender<RaftStatus>,
+        quorum_contact: Arc<QuorumContact>,
     ) -> anyhow::Result<Driver> {
         let applied = metadata.version();
         let raft_config = raft::Config {
@@ -99,6 +106,7 @@ impl Driver {
             pending_reads: HashMap::new(),
             term_start_index: u64::MAX,
             last_snapshot_index: applied,
+            quorum_contact,
         })
     }
 
@@ -114,6 +122,7 @@ impl Driver {
                 _ = ticker.tick() => {
                     self.node.tick();
                     self.expire_requests();
+                    self.probe_quorum_contact();
                 }
                 msg = self.rx.recv() => {
                     let Some(msg) = msg else { break };
@@ -191,6 +200,17 @@ impl Driver {
         self.pending_reads.insert(seq, PendingRead { reply, deadline });
     }
 
+    /// Starts a ReadIndex round stamped with now: raft-rs answers it once a
+    /// quorum acknowledged a heartbeat carrying it at this term. Only after
+    /// the term's first entry is applied (raft-rs refuses reads before).
+    fn probe_quorum_contact(&mut self) {
+        if self.node.raft.state == StateRole::Leader && self.metadata.version() >= self.term_start_index {
+            let mut ctx = CONTACT_PROBE.to_vec();
+            ctx.extend_from_slice(&mono_us().to_le_bytes());
+            self.node.read_index(ctx);
+        }
+    }
+
     fn expire_requests(&mut self) {
         let now = Instant::now();
         self.pending_reads.retain(|_, r| {
@@ -248,6 +268,12 @@ impl Driver {
 
         // 6. Answer ReadIndex requests: the reader waits for applied >= index.
         for rs in ready.take_read_states() {
+            if let Some(stamp) = rs.request_ctx.strip_prefix(CONTACT_PROBE.as_slice())
+                && let Ok(stamp) = <[u8; 8]>::try_from(stamp)
+            {
+                self.quorum_contact.confirm(u64::from_le_bytes(stamp));
+                continue;
+            }
             if let Some(seq) = self.own_read(&rs.request_ctx)
                 && let Some(read) = self.pending_reads.remove(&seq)
             {
@@ -274,6 +300,7 @@ impl Driver {
             self.term_start_index = self.node.raft.raft_log.last_index();
         } else {
             self.term_start_index = u64::MAX;
+            self.quorum_contact.clear();
             if !self.pending.is_empty() || !self.pending_reads.is_empty() {
                 warn!(proposals = self.pending.len(), "lost leadership with requests in flight");
             }

@@ -7,14 +7,51 @@ mod logger;
 pub mod transport;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use baton_state_machine::{Command, Outcome, StateError};
 use raft::prelude::Message;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::metadata::Metadata;
+
+/// Microseconds on this process's monotonic clock since its first use, plus
+/// one: never 0, which means "never" in [`QuorumContact`].
+pub fn mono_us() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_micros() as u64 + 1
+}
+
+/// The leader's proof of recent quorum contact: the latest instant T
+/// (`mono_us`) such that a quorum answered, at this leader's term, a
+/// heartbeat sent after T. Each of those voters reset its election timer
+/// after T and, with check_quorum, refuses to vote for anyone else for an
+/// election timeout: no other leader can exist before T + election timeout.
+/// 0 when this node is not leader. Written by the driver only.
+#[derive(Debug, Default)]
+pub struct QuorumContact(AtomicU64);
+
+impl QuorumContact {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// How long ago the quorum was last confirmed, or None if never (or not leader).
+    pub fn age(&self) -> Option<Duration> {
+        let t = self.get();
+        (t > 0).then(|| Duration::from_micros(mono_us().saturating_sub(t)))
+    }
+
+    pub(crate) fn confirm(&self, t: u64) {
+        self.0.fetch_max(t, Ordering::AcqRel);
+    }
+
+    pub(crate) fn clear(&self) {
+        self.0.store(0, Ordering::Release);
+    }
+}
 
 /// What the driver publishes after every loop turn.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
