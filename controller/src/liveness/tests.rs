@@ -211,7 +211,14 @@ fn no_lease_without_recent_quorum_contact() {
     assert!(!l.heartbeat(1, epoch, 9, || 0, t0), "granted a lease with no quorum contact at all");
     contact.confirm(mono_us());
     assert!(l.heartbeat(1, epoch, 9, || 0, t0), "no lease despite fresh quorum contact");
-    contact.clear();
-    contact.confirm(mono_us().saturating_sub(900_000).max(1));
-    assert!(!l.heartbeat(1, epoch, 9, || 0, t0), "granted a lease on quorum contact older than the bound");
+    // A bound of zero: any contact that is not from this very microsecond is too old.
+    let strict = liveness(true).with_quorum_contact(contact.clone(), Duration::ZERO);
+    strict.set_leader(true, 1, t0, index);
+    strict.open_session(1, epoch, t0);
+    let confirmed = mono_us();
+    contact.confirm(confirmed);
+    while mono_us() <= confirmed {
+        std::hint::spin_loop();
+    }
+    assert!(!strict.heartbeat(1, epoch, 9, || 0, t0), "granted a lease on quorum contact older than the bound");
 }
