@@ -48,6 +48,7 @@ pub fn drain_progress(agent: &Agent, max: usize) -> Vec<ReplicaProgress> {
 /// A partition entry for an update.
 pub fn partition(topic: &str, partition: i32, leader: i32, leader_epoch: i32, replicas: &[i32]) -> PartitionInfo {
     PartitionInfo {
+        topic_id: 0,
         topic: topic.to_owned(),
         partition,
         leader,

@@ -32,6 +32,7 @@ fn full_view() -> LeadershipUpdate {
         metadata_version: 10,
         full: true,
         partitions: vec![PartitionInfo {
+            topic_id: 0,
             topic: "t".into(),
             partition: 0,
             leader: 1,

@@ -43,8 +43,18 @@ struct BrokerLive {
 
 #[derive(Default)]
 struct ReplicaProgress {
+    /// The latest reported log end offset (not a running maximum: a replica
+    /// that truncated reports less).
     leo: i64,
+    /// Whether `leo` came from a report in this term.
+    reported: bool,
     caught_up_at: Option<Instant>,
+}
+
+/// Reported progress of one partition, for one incarnation of its topic.
+struct PartitionProgress {
+    topic_id: u64,
+    replicas: HashMap<BrokerId, ReplicaProgress>,
 }
 
 #[derive(Default)]
@@ -59,7 +69,7 @@ struct Inner {
     brokers: HashMap<BrokerId, BrokerLive>,
     next_session: u64,
     /// Reported LEOs: (topic, partition) → broker → progress.
-    progress: HashMap<(Arc<str>, i32), HashMap<BrokerId, ReplicaProgress>>,
+    progress: HashMap<(Arc<str>, i32), PartitionProgress>,
     /// Brokers that may have a replica ready to rejoin an ISR.
     rejoin_candidates: HashSet<BrokerId>,
 }
@@ -314,13 +324,22 @@ impl Liveness {
         }
         let mut candidate = false;
         for (topic, partition, leo) in reports {
+            let Some(topic_id) = state.topic(&topic).map(|t| t.id) else { continue };
             let Ok(record) = state.partition(&topic, partition) else { continue };
             if !record.replicas.contains(&broker) {
                 continue;
             }
-            let entry = inner.progress.entry((topic, partition)).or_default();
-            let p = entry.entry(broker).or_default();
-            p.leo = p.leo.max(leo);
+            let entry = inner
+                .progress
+                .entry((topic, partition))
+                .or_insert_with(|| PartitionProgress { topic_id, replicas: HashMap::new() });
+            if entry.topic_id != topic_id {
+                // The topic was deleted and re-created: old offsets mean nothing.
+                *entry = PartitionProgress { topic_id, replicas: HashMap::new() };
+            }
+            let p = entry.replicas.entry(broker).or_default();
+            p.leo = leo;
+            p.reported = true;
             if !record.isr.contains(&broker) {
                 candidate = true;
             }
@@ -342,7 +361,8 @@ impl Liveness {
 
         // Shrink: only partitions with reported progress can show lag.
         let Inner { progress, .. } = &mut *inner;
-        for ((topic, partition), replicas) in progress.iter_mut() {
+        progress.retain(|(topic, _), p| state.topic(topic).is_some_and(|t| t.id == p.topic_id));
+        for ((topic, partition), PartitionProgress { replicas, .. }) in progress.iter_mut() {
             let Ok(record) = state.partition(topic, *partition) else { continue };
             if record.leader == NO_LEADER {
                 continue;
@@ -365,7 +385,14 @@ impl Liveness {
             }
         }
 
-        // Expand: replicas of candidate brokers that caught up with their leader.
+        // Expand: replicas of candidate brokers that caught up with their
+        // leader, judged on offsets reported in this term. A partition with
+        // no report at all (a data plane that reports no progress) rejoins
+        // once this leader has led for a lease, by which time every agent
+        // that reports has re-sent its offsets to it.
+        let quiet_for_long_enough = inner
+            .leader_since
+            .is_some_and(|since| now.saturating_duration_since(since) >= Duration::from_millis(self.config.lease_ms));
         let candidates: Vec<BrokerId> = inner.rejoin_candidates.drain().collect();
         for broker in candidates {
             if state.broker(broker).is_none_or(|b| b.state != BrokerState::Alive) {
@@ -378,9 +405,15 @@ impl Liveness {
                     continue;
                 }
                 let key: (Arc<str>, i32) = (Arc::from(topic), partition);
-                let reported = inner.progress.get(&key);
-                let leo = |b: BrokerId| reported.and_then(|r| r.get(&b)).map_or(0, |p| p.leo);
-                if leo(broker) >= leo(record.leader) {
+                let replicas = inner.progress.get(&key).map(|p| &p.replicas);
+                let known = |b: BrokerId| replicas.and_then(|r| r.get(&b)).filter(|p| p.reported).map(|p| p.leo);
+                let caught_up = match (known(broker), known(record.leader)) {
+                    (Some(mine), Some(leader)) => mine >= leader,
+                    (None, None) => replicas.is_none_or(|r| r.values().all(|p| !p.reported)) && quiet_for_long_enough,
+                    // One side unknown: wait for its report.
+                    _ => false,
+                };
+                if caught_up {
                     let entry =
                         changes.entry(key).or_insert_with(|| (record.partition_epoch, record.isr.iter().copied().collect()));
                     entry.1.insert(broker);

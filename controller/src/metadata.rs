@@ -90,36 +90,54 @@ impl Metadata {
     /// Applies one committed command. Only the raft driver calls this.
     pub(crate) fn apply(&self, index: u64, command: &Command) -> Applied {
         let mut state = self.state.write();
+        // A deleted topic's leaders, read before the delete erases them.
+        let deleted_leaders: Vec<(i32, BrokerId)> = match command {
+            Command::DeleteTopic { name } => state
+                .topic(name)
+                .map(|t| t.partitions.iter().enumerate().map(|(i, p)| (i as i32, p.leader)).collect())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
         let applied = state.apply(index, command);
         if !applied.changes.partitions.is_empty() || !applied.changes.deleted_topics.is_empty() {
-            self.record_handoffs(&state, index, &applied.changes);
+            self.record_handoffs(&state, index, &applied.changes, &deleted_leaders);
         }
         drop(state);
         self.record(index, &applied.changes);
         applied
     }
 
-    fn record_handoffs(&self, state: &State, index: u64, changes: &Changes) {
+    fn record_handoffs(&self, state: &State, index: u64, changes: &Changes, deleted_leaders: &[(i32, BrokerId)]) {
         let mut h = self.handoffs.lock();
+        let alive = |b: BrokerId| state.broker(b).is_some_and(|b| b.state != BrokerState::Fenced);
+        // A deleted topic's partitions are taken from their leaders too: a
+        // topic re-created under the same name must not be led elsewhere
+        // while the old leaders may still act on the old one. The handoff is
+        // keyed by name, which is what agents check.
         for topic in &changes.deleted_topics {
-            h.by_partition.retain(|(t, _), _| &**t != topic.as_str());
+            let name: Arc<str> = Arc::from(topic.as_str());
+            for &(partition, from) in deleted_leaders {
+                if from == NO_LEADER {
+                    continue;
+                }
+                let revoked = h.revoked_at.entry(from).or_default();
+                *revoked = (*revoked).max(index);
+                if alive(from) {
+                    h.by_partition.entry((name.clone(), partition)).or_default().push(Handoff { from, version: index });
+                }
+            }
         }
         for c in &changes.partitions {
             let from = c.previous_leader;
             if from == NO_LEADER || from == c.record.leader {
                 continue;
             }
-            // Taken from a fenced broker: its lease lapsed before the fence.
-            if state.broker(from).is_none_or(|b| b.state == BrokerState::Fenced) {
-                continue;
-            }
             let revoked = h.revoked_at.entry(from).or_default();
             *revoked = (*revoked).max(index);
-            if c.record.leader != NO_LEADER {
-                h.by_partition
-                    .entry((c.topic.clone(), c.partition))
-                    .or_default()
-                    .push(Handoff { from, version: index });
+            // Taken from a fenced broker: its lease lapsed before the fence,
+            // so the new leader need not wait.
+            if c.record.leader != NO_LEADER && alive(from) {
+                h.by_partition.entry((c.topic.clone(), c.partition)).or_default().push(Handoff { from, version: index });
             }
         }
     }
@@ -264,8 +282,25 @@ mod tests {
         assert_eq!(m.read(|s| s.partition("t", 0).map(|p| p.leader)).expect("p"), leader);
         assert_eq!(m.handoffs("t", 0), vec![Handoff { from: interim, version: 8 }]);
         assert_eq!(m.grant_floor(interim), 8);
-        assert_eq!(m.grant_floor(leader), 0);
+        assert_eq!(m.grant_floor(leader), 5, "its fence revoked its leadership too");
         m.resolve_handoffs("t", 0, |h| h.version <= 8);
         assert!(m.handoffs("t", 0).is_empty());
+    }
+
+    /// A topic deleted and re-created under the same name: the new
+    /// partitions wait for the old leaders (alive) to see the delete.
+    #[test]
+    fn a_deleted_topics_leaders_must_see_the_delete_before_it_is_recreated_elsewhere() {
+        use baton_state_machine::TopicConfig;
+        let m = Metadata::new(State::new(), 64);
+        for id in 1..=3 {
+            m.apply(id as u64, &register(id));
+        }
+        let create = |rf| Command::CreateTopic { name: "t".into(), partitions: 1, replication_factor: rf, config: TopicConfig::default() };
+        assert!(m.apply(4, &create(3)).outcome.is_ok());
+        let old_leader = m.read(|s| s.partition("t", 0).map(|p| p.leader)).expect("partition");
+        assert!(m.apply(5, &Command::DeleteTopic { name: "t".into() }).outcome.is_ok());
+        assert_eq!(m.handoffs("t", 0), vec![Handoff { from: old_leader, version: 5 }]);
+        assert_eq!(m.grant_floor(old_leader), 5);
     }
 }

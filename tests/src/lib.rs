@@ -6,6 +6,7 @@
 //! finds them next to the test executable's `deps/` folder, or in
 //! `BATON_BIN_DIR`.
 
+pub mod nemesis;
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

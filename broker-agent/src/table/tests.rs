@@ -13,6 +13,7 @@ const ME: i32 = 1;
 
 fn info(topic: &str, partition: i32, leader: i32, epoch: i32) -> PartitionInfo {
     PartitionInfo {
+        topic_id: 0,
         topic: topic.into(),
         partition,
         leader,

@@ -222,3 +222,54 @@ fn no_lease_without_recent_quorum_contact() {
     }
     assert!(!strict.heartbeat(1, epoch, 9, || 0, t0), "granted a lease on quorum contact older than the bound");
 }
+
+#[test]
+fn a_replica_rejoins_only_against_offsets_its_leader_reported() {
+    use baton_state_machine::FenceReason;
+    let (mut state, index) = cluster(3);
+    let p = state.partition("t", 0).expect("partition").clone();
+    let follower = *p.isr.iter().find(|b| **b != p.leader).expect("follower");
+    let epoch = state.broker(follower).map(|b| b.epoch).expect("epoch");
+    // The follower is fenced (out of the ISR), then registers again.
+    state.apply(index + 1, &Command::FenceBroker { broker_id: follower, broker_epoch: epoch, reason: FenceReason::SessionTimeout });
+    let register = Command::RegisterBroker { broker_id: follower, incarnation_id: "again".into(), endpoint: "h:9".into(), rack: String::new() };
+    state.apply(index + 2, &register);
+    assert!(!state.partition("t", 0).expect("p").isr.contains(&follower));
+
+    let l = liveness(true);
+    let t0 = Instant::now();
+    l.set_leader(true, 1, t0, index + 2);
+    let later = t0 + Duration::from_secs(5);
+    let topic: Arc<str> = Arc::from("t");
+    // It claims a high offset, but the leader has not reported: no rejoin.
+    l.record_progress(&state, follower, [(topic.clone(), 0, 1_000)].into_iter());
+    assert!(l.isr_changes(&state, later).is_empty(), "rejoined on an unconfirmed offset");
+    // The leader is ahead of the follower's LATEST report (not its maximum).
+    l.record_progress(&state, p.leader, [(topic.clone(), 0, 500)].into_iter());
+    l.record_progress(&state, follower, [(topic.clone(), 0, 400)].into_iter());
+    assert!(l.isr_changes(&state, later).is_empty(), "rejoined while behind its leader");
+    l.record_progress(&state, follower, [(topic, 0, 500)].into_iter());
+    let changes = l.isr_changes(&state, later);
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert!(changes[0].new_isr.contains(&follower));
+}
+
+#[test]
+fn without_any_reports_a_replica_rejoins_only_after_a_lease_of_leadership() {
+    use baton_state_machine::FenceReason;
+    let (mut state, index) = cluster(3);
+    let p = state.partition("t", 0).expect("partition").clone();
+    let follower = *p.isr.iter().find(|b| **b != p.leader).expect("follower");
+    let epoch = state.broker(follower).map(|b| b.epoch).expect("epoch");
+    state.apply(index + 1, &Command::FenceBroker { broker_id: follower, broker_epoch: epoch, reason: FenceReason::SessionTimeout });
+    let register = Command::RegisterBroker { broker_id: follower, incarnation_id: "again".into(), endpoint: "h:9".into(), rack: String::new() };
+    state.apply(index + 2, &register);
+    let l = liveness(true);
+    let t0 = Instant::now();
+    l.set_leader(true, 1, t0, index + 2);
+    let new_epoch = state.broker(follower).map(|b| b.epoch).expect("epoch");
+    l.open_session(follower, new_epoch, t0);
+    assert!(l.isr_changes(&state, t0 + Duration::from_millis(100)).is_empty(), "rejoined before agents could report");
+    let changes = l.isr_changes(&state, t0 + Duration::from_millis(1_600));
+    assert_eq!(changes.len(), 1, "{changes:?}");
+}

@@ -35,8 +35,9 @@ pub fn leader_endpoint(state: &State, leader: i32) -> String {
     state.broker(leader).map(|b| b.endpoint.clone()).unwrap_or_default()
 }
 
-pub fn partition_info(state: &State, topic: &str, partition: i32, p: &Partition) -> pb::PartitionInfo {
+pub fn partition_info(state: &State, topic: &str, topic_id: u64, partition: i32, p: &Partition) -> pb::PartitionInfo {
     pb::PartitionInfo {
+        topic_id,
         topic: topic.to_string(),
         partition,
         leader: p.leader,
@@ -57,7 +58,7 @@ pub fn topic_description(state: &State, t: &Topic) -> pb::TopicDescription {
             .partitions
             .iter()
             .enumerate()
-            .map(|(i, p)| partition_info(state, &t.name, i as i32, p))
+            .map(|(i, p)| partition_info(state, &t.name, t.id, i as i32, p))
             .collect(),
     }
 }
@@ -66,7 +67,7 @@ pub fn full_update(state: &State) -> pb::LeadershipUpdate {
     let mut partitions = Vec::new();
     for t in state.topics() {
         for (i, p) in t.partitions.iter().enumerate() {
-            partitions.push(partition_info(state, &t.name, i as i32, p));
+            partitions.push(partition_info(state, &t.name, t.id, i as i32, p));
         }
     }
     pb::LeadershipUpdate {
@@ -86,7 +87,9 @@ pub fn delta_update(state: &State, version: u64, changes: &Changes) -> pb::Leade
         partitions: changes
             .partitions
             .iter()
-            .map(|c| partition_info(state, &c.topic, c.partition, &c.record))
+            // The id of the topic as it stands now: for a change to a topic
+            // since deleted and re-created this names the newer one.
+            .map(|c| partition_info(state, &c.topic, state.topic(&c.topic).map_or(0, |t| t.id), c.partition, &c.record))
             .collect(),
         deleted_topics: changes.deleted_topics.clone(),
         brokers: changes.brokers.iter().map(|b| broker_info(b, -1)).collect(),

@@ -13,6 +13,7 @@ fn parsed<T: Serialize>(view: &T) -> Value {
 
 fn partition(topic: &str, p: i32, leader: i32, replicas: Vec<i32>, isr: Vec<i32>) -> PartitionInfo {
     PartitionInfo {
+        topic_id: 0,
         topic: topic.to_owned(),
         partition: p,
         leader,
