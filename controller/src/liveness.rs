@@ -226,6 +226,12 @@ impl Liveness {
         now >= bound
     }
 
+    /// Whether every lease a predecessor controller may have granted has run
+    /// out: one session timeout after this node became a ready leader.
+    pub fn predecessor_leases_expired(&self, now: Instant) -> bool {
+        self.inner.lock().leader_since.is_some_and(|since| now >= since + self.session_timeout())
+    }
+
     /// The longest a lease we granted can last on the broker's clock, as
     /// measured on ours: lease * (1 + drift) + margin.
     pub fn lease_bound(&self) -> Duration {

@@ -160,6 +160,12 @@ impl Metadata {
         }
     }
 
+    /// Handoffs at or below this version are unknown here (the state came
+    /// from a snapshot); 0 when the whole history was replayed.
+    pub fn handoff_floor(&self) -> u64 {
+        self.handoffs.lock().floor
+    }
+
     /// The metadata version a broker must have applied before it may be
     /// granted a lease: it has then seen every leadership taken from it.
     pub fn grant_floor(&self, broker: BrokerId) -> u64 {

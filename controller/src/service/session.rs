@@ -207,8 +207,19 @@ async fn pump_updates(
     let metadata = shared.raft.metadata().clone();
     let mut cursor = UpdateCursor::new(&metadata, from_version);
     let mut status = shared.raft.subscribe_status();
+    // A broker behind what this controller knows of past handoffs (its state
+    // came from a snapshot) may gain a leadership whose handoff we cannot
+    // see: its first view waits until no predecessor's lease can be valid.
+    let mut unknown_history = from_version < metadata.handoff_floor();
     while let Some(updates) = cursor.next(&metadata).await {
         for (_, update) in updates {
+            if unknown_history && update.partitions.iter().any(|p| p.leader == broker) {
+                if !await_predecessor_leases(&shared, &mut status).await {
+                    let _ = tx.send(Err(not_leader(&shared.raft))).await;
+                    return;
+                }
+            }
+            unknown_history = false;
             if !await_handoffs(&shared, broker, &update, &mut status).await {
                 let _ = tx.send(Err(not_leader(&shared.raft))).await;
                 return;
@@ -272,6 +283,25 @@ async fn await_handoffs(
             }
         }
     }
+}
+
+/// Waits until every lease a predecessor may have granted has run out.
+/// Returns false if this controller stopped leading meanwhile.
+async fn await_predecessor_leases(
+    shared: &Shared,
+    status: &mut tokio::sync::watch::Receiver<crate::raft::RaftStatus>,
+) -> bool {
+    while !shared.liveness.predecessor_leases_expired(Instant::now()) {
+        tokio::select! {
+            _ = tokio::time::sleep(HANDOFF_POLL) => {}
+            changed = status.changed() => {
+                if changed.is_err() || !status.borrow().leader_ready {
+                    return false;
+                }
+            }
+        }
+    }
+    true
 }
 
 /// How often a held handoff is re-checked.
