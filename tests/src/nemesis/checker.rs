@@ -38,14 +38,12 @@
 //!   (a note says so).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
 use super::history::{Event, MetadataOp, Recorded, read_jsonl};
+pub use super::report::{CONTEXT, Check, Report, Violation};
 
-/// Events shown on each side of a violation.
-pub const CONTEXT: usize = 5;
 /// The liveness bound of check (e) unless configured: a session timeout
 /// (3 s) plus a new controller's full session-timeout wait (3 s), an election
 /// and slack for a loaded 2-core machine.
@@ -60,84 +58,6 @@ pub struct CheckerConfig {
 impl Default for CheckerConfig {
     fn default() -> Self {
         CheckerConfig { liveness_bound: DEFAULT_LIVENESS_BOUND }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Check {
-    /// (a) two brokers acting as leader of one partition at once.
-    OverlappingLeaders,
-    /// (b) one (partition, epoch) naming two leaders.
-    EpochOnTwoBrokers,
-    /// (b) an epoch going down (a broker's, a watcher's, or the final state's).
-    EpochWentBackwards,
-    /// (c) an acknowledged metadata change missing after recovery.
-    LostMetadata,
-    /// (d) a leader from outside the ISR it replaced on a clean-election topic.
-    LeaderOutsideIsr,
-    /// (e) a partition with a live ISR member leaderless past the bound after a heal.
-    NoLeaderAfterHeal,
-}
-
-#[derive(Clone, Debug)]
-pub struct Violation {
-    pub check: Check,
-    pub message: String,
-    /// The offending event: an index into [`Report::history`].
-    pub at: usize,
-    /// Other events the message refers to (indexes into the history).
-    pub related: Vec<usize>,
-}
-
-/// The checker's answer. `Display` prints a summary and each violation with
-/// the [`CONTEXT`] events on each side of it.
-#[derive(Clone, Debug)]
-pub struct Report {
-    /// The history, sorted by `t_ns`.
-    pub history: Vec<Recorded>,
-    pub violations: Vec<Violation>,
-    /// What could not be judged, and why.
-    pub notes: Vec<String>,
-}
-
-impl Report {
-    pub fn is_ok(&self) -> bool {
-        self.violations.is_empty()
-    }
-
-    pub fn count(&self, check: Check) -> usize {
-        self.violations.iter().filter(|v| v.check == check).count()
-    }
-
-    /// The events around a violation: up to CONTEXT each side of `at`.
-    pub fn context(&self, v: &Violation) -> std::ops::Range<usize> {
-        v.at.saturating_sub(CONTEXT)..(v.at + CONTEXT + 1).min(self.history.len())
-    }
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "history: {} events, {} violations", self.history.len(), self.violations.len())?;
-        for n in &self.notes {
-            writeln!(f, "note: {n}")?;
-        }
-        let line = |f: &mut fmt::Formatter<'_>, mark: &str, i: usize| {
-            let r = &self.history[i];
-            writeln!(f, "  {mark} line {:>6}  {}", r.line, r.event.to_json())
-        };
-        for v in &self.violations {
-            writeln!(f, "\nVIOLATION {:?}: {}", v.check, v.message)?;
-            let range = self.context(v);
-            for i in range.clone() {
-                let mark = if i == v.at { ">>" } else if v.related.contains(&i) { " *" } else { "  " };
-                line(f, mark, i)?;
-            }
-            for &i in v.related.iter().filter(|i| !range.contains(i)) {
-                writeln!(f, "  related:")?;
-                line(f, " *", i)?;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -192,36 +112,44 @@ impl<'a> Checker<'a> {
 
     /// (a), and (b)'s per-broker monotonicity.
     fn writes(&mut self) {
-        // partition → broker → first accept (index) of each epoch, in time order.
+        // partition → broker → the first accept (index) at each of its epochs, in time order.
         let mut firsts: HashMap<Part<'a>, BTreeMap<i32, Vec<(i32, usize)>>> = HashMap::new();
-        let mut last_t: HashMap<(Part<'a>, i32), u64> = HashMap::new();
+        // (partition, broker) → its latest accept.
+        let mut latest: HashMap<(Part<'a>, i32), usize> = HashMap::new();
         for i in 0..self.h.len() {
-            let Event::WriteAccepted { t_ns, broker, topic, partition, leader_epoch: e } = self.ev(i) else { continue };
-            let (t, x, e, part) = (*t_ns, *broker, *e, (topic.as_str(), *partition));
+            let Event::WriteAccepted { t_ns: t, broker: x, topic, partition, leader_epoch: e } = self.ev(i) else {
+                continue;
+            };
+            let (part, x, e) = ((topic.as_str(), *partition), *x, *e);
             let brokers = firsts.entry(part).or_default();
             let mut found = Vec::new();
             for (&y, epochs) in brokers.iter() {
                 if y == x {
-                    if let Some(&(high, j)) = epochs.iter().filter(|(ep, _)| *ep > e).last() {
-                        found.push((Check::EpochWentBackwards, format!("{part:?}/{x}/{high}/{e}"), j,
-                            format!("{topic}/{partition}: broker {x} accepted at epoch {e} after it had accepted at epoch {high} (line {})", self.h[j].line)));
+                    if let Some(&(high, j)) = epochs.iter().rev().find(|(ep, _)| *ep > e) {
+                        let msg = format!("broker {x} accepted at epoch {e} after accepting at epoch {high}");
+                        found.push((Check::EpochWentBackwards, format!("{x}/{high}/{e}"), j, msg));
                     }
                 } else if let Some(&(high, j)) = epochs.iter().find(|(ep, _)| *ep > e) {
-                    found.push((Check::OverlappingLeaders, format!("{part:?}/{x}/{e}/{y}/{high}"), j,
-                        format!("{topic}/{partition}: broker {x} accepted a write at epoch {e} at t={t} after broker {y} had started accepting at epoch {high} (line {}, t={})", self.h[j].line, self.ev(j).t_ns())));
-                } else if last_t.get(&(part, y)) == Some(&t) {
-                    found.push((Check::OverlappingLeaders, format!("{part:?}/{x}/{y}/t{t}"), i,
-                        format!("{topic}/{partition}: brokers {x} and {y} accepted writes at the same instant t={t}")));
+                    let msg = format!(
+                        "broker {x} accepted at epoch {e} (t={t}) after broker {y} began accepting at epoch {high} \
+                         (line {}, t={})",
+                        self.h[j].line,
+                        self.ev(j).t_ns()
+                    );
+                    found.push((Check::OverlappingLeaders, format!("{x}/{e}/{y}/{high}"), j, msg));
+                } else if let Some(&j) = latest.get(&(part, y)).filter(|&&j| self.ev(j).t_ns() == *t) {
+                    let msg = format!("brokers {y} and {x} accepted at the same instant t={t}");
+                    found.push((Check::OverlappingLeaders, format!("{x}/{y}/t{t}"), j, msg));
                 }
             }
             for (check, key, j, msg) in found {
-                self.report(check, key, i, vec![j], msg);
+                self.report(check, format!("{part:?}/{key}"), i, vec![j], format!("{topic}/{partition}: {msg}"));
             }
             let mine = brokers.entry(x).or_default();
             if !mine.iter().any(|(ep, _)| *ep == e) {
                 mine.push((e, i));
             }
-            last_t.insert((part, x), t);
+            latest.insert((part, x), i);
         }
     }
 
@@ -240,8 +168,15 @@ impl<'a> Checker<'a> {
                     let part = (topic.as_str(), *partition);
                     claims.push((part, *leader_epoch, *leader));
                     if let Some(&(prev, j)) = watched.get(&(*watcher, part)).filter(|(p, _)| *p > *leader_epoch) {
-                        self.report(Check::EpochWentBackwards, format!("w{watcher}/{part:?}/{prev}/{leader_epoch}"), i, vec![j],
-                            format!("{topic}/{partition}: watcher {watcher} saw epoch {leader_epoch} after epoch {prev}"));
+                        self.report(
+                            Check::EpochWentBackwards,
+                            format!("w{watcher}/{part:?}/{prev}/{leader_epoch}"),
+                            i,
+                            vec![j],
+                            format!(
+                                "{topic}/{partition}: watcher {watcher} saw epoch {leader_epoch} after epoch {prev}"
+                            ),
+                        );
                     } else {
                         watched.insert((*watcher, part), (*leader_epoch, i));
                     }
@@ -259,8 +194,16 @@ impl<'a> Checker<'a> {
                 match owner.get(&(part, epoch)) {
                     Some(&(other, j)) if other != leader => {
                         let (lo, hi) = (leader.min(other), leader.max(other));
-                        self.report(Check::EpochOnTwoBrokers, format!("{part:?}/{epoch}/{lo}/{hi}"), i, vec![j],
-                            format!("{}/{}: epoch {epoch} names leader {leader} here and leader {other} at line {}", part.0, part.1, self.h[j].line));
+                        self.report(
+                            Check::EpochOnTwoBrokers,
+                            format!("{part:?}/{epoch}/{lo}/{hi}"),
+                            i,
+                            vec![j],
+                            format!(
+                                "{}/{}: epoch {epoch} names leader {leader} here and leader {other} at line {}",
+                                part.0, part.1, self.h[j].line
+                            ),
+                        );
                     }
                     Some(_) => {}
                     None => {
@@ -269,8 +212,16 @@ impl<'a> Checker<'a> {
                 }
                 if Some(i) == final_state {
                     if let Some(&(high, j)) = highest.get(&part).filter(|(h, _)| *h > epoch) {
-                        self.report(Check::EpochWentBackwards, format!("final/{part:?}"), i, vec![j],
-                            format!("{}/{}: the final state has epoch {epoch}, below epoch {high} seen at line {}", part.0, part.1, self.h[j].line));
+                        self.report(
+                            Check::EpochWentBackwards,
+                            format!("final/{part:?}"),
+                            i,
+                            vec![j],
+                            format!(
+                                "{}/{}: the final state has epoch {epoch}, below epoch {high} seen at line {}",
+                                part.0, part.1, self.h[j].line
+                            ),
+                        );
                     }
                 } else if highest.get(&part).is_none_or(|(h, _)| *h < epoch) {
                     highest.insert(part, (epoch, i));
@@ -294,25 +245,41 @@ impl<'a> Checker<'a> {
                 latest.insert(topic, (*v, i));
             }
         }
-        if let (Some(fv), Some((v, i))) = (metadata_version, newest) {
-            if *fv < v {
-                self.report(Check::LostMetadata, "final-version".into(), f, vec![i],
-                    format!("the final state is at metadata version {fv}, older than version {v} acknowledged at line {}", self.h[i].line));
-            }
+        if let (Some(fv), Some((v, i))) = (metadata_version, newest)
+            && *fv < v
+        {
+            self.report(
+                Check::LostMetadata,
+                "final-version".into(),
+                f,
+                vec![i],
+                format!(
+                    "the final state is at metadata version {fv}, older than version {v} acknowledged at line {}",
+                    self.h[i].line
+                ),
+            );
         }
         for (topic, (v, i)) in latest {
             let Event::MetadataAck { op, partitions, .. } = self.ev(i) else { continue };
             let present = topics.get(topic);
             let line = self.h[i].line;
             match (op, present) {
-                (MetadataOp::CreateTopic, None) => self.report(Check::LostMetadata, format!("create/{topic}"), i, vec![f],
-                    format!("topic {topic} created (acknowledged at version {v}, line {line}) is missing from the final state")),
-                (MetadataOp::CreateTopic, Some(ts)) if partitions.is_some_and(|n| n as usize != ts.partitions.len()) => {
-                    self.report(Check::LostMetadata, format!("count/{topic}"), i, vec![f],
-                        format!("topic {topic} was created with {partitions:?} partitions (line {line}) but has {} in the final state", ts.partitions.len()))
+                (MetadataOp::CreateTopic, None) => {
+                    let msg =
+                        format!("topic {topic}, created at version {v} (line {line}), is missing from the final state");
+                    self.report(Check::LostMetadata, format!("create/{topic}"), i, vec![f], msg);
                 }
-                (MetadataOp::DeleteTopic, Some(_)) => self.report(Check::LostMetadata, format!("delete/{topic}"), i, vec![f],
-                    format!("topic {topic} deleted (acknowledged at version {v}, line {line}) is still in the final state")),
+                (MetadataOp::CreateTopic, Some(ts))
+                    if partitions.is_some_and(|n| n as usize != ts.partitions.len()) =>
+                {
+                    let (asked, has) = (partitions.unwrap_or_default(), ts.partitions.len());
+                    let msg = format!("topic {topic} was created with {asked} partitions (line {line}) but has {has}");
+                    self.report(Check::LostMetadata, format!("count/{topic}"), i, vec![f], msg);
+                }
+                (MetadataOp::DeleteTopic, Some(_)) => {
+                    let msg = format!("topic {topic}, deleted at version {v} (line {line}), is in the final state");
+                    self.report(Check::LostMetadata, format!("delete/{topic}"), i, vec![f], msg);
+                }
                 _ => {}
             }
         }
@@ -338,10 +305,17 @@ impl<'a> Checker<'a> {
     fn isr(&mut self) {
         let unclean = self.unclean_topics();
         for i in 0..self.h.len() {
-            let Event::LeaderObserved { topic, partition, leader, leader_epoch, isr_before: Some(isr), .. } = self.ev(i) else { continue };
+            let Event::LeaderObserved { topic, partition, leader, leader_epoch, isr_before: Some(isr), .. } =
+                self.ev(i)
+            else {
+                continue;
+            };
             if *leader >= 0 && !isr.contains(leader) && !unclean.contains(topic.as_str()) {
-                self.report(Check::LeaderOutsideIsr, format!("{topic}/{partition}/{leader_epoch}"), i, vec![],
-                    format!("{topic}/{partition}: leader {leader} at epoch {leader_epoch} is not in the ISR {isr:?} it replaced (clean-election topic)"));
+                let msg = format!(
+                    "{topic}/{partition}: leader {leader} at epoch {leader_epoch} is not in the ISR {isr:?} it \
+                     replaced, and the topic does not allow unclean election"
+                );
+                self.report(Check::LeaderOutsideIsr, format!("{topic}/{partition}/{leader_epoch}"), i, vec![], msg);
             }
         }
     }
@@ -352,28 +326,44 @@ impl<'a> Checker<'a> {
         let Event::FinalState { topics, .. } = self.ev(f) else { return };
         let bound_ns = u64::try_from(bound.as_nanos()).unwrap_or(u64::MAX);
         let end = self.h.last().map_or(0, |r| r.event.t_ns());
-        let created: HashMap<&str, u64> = self.h.iter().filter_map(|r| match &r.event {
-            Event::MetadataAck { op: MetadataOp::CreateTopic, topic, t_ns, .. } => Some((topic.as_str(), *t_ns)),
-            _ => None,
-        }).collect();
+        let created: HashMap<&str, u64> = self
+            .h
+            .iter()
+            .filter_map(|r| match &r.event {
+                Event::MetadataAck { op: MetadataOp::CreateTopic, topic, t_ns, .. } => Some((topic.as_str(), *t_ns)),
+                _ => None,
+            })
+            .collect();
         for h in 0..self.h.len() {
             let Event::Healed { t_ns: t, live_brokers } = self.ev(h) else { continue };
             let deadline = t.saturating_add(bound_ns);
             let line = self.h[h].line;
-            if let Some(n) = self.h[h..].iter().find(|r| matches!(r.event, Event::Nemesis { .. }) && r.event.t_ns() <= deadline) {
-                self.notes.push(format!("healed at line {line}: a fault (line {}) came within {bound:?}; liveness not judged", n.line));
+            if let Some(n) =
+                self.h[h..].iter().find(|r| matches!(r.event, Event::Nemesis { .. }) && r.event.t_ns() <= deadline)
+            {
+                self.notes.push(format!(
+                    "healed at line {line}: a fault (line {}) came within {bound:?}; liveness not judged",
+                    n.line
+                ));
                 continue;
             }
             if end < deadline {
-                self.notes.push(format!("healed at line {line}: the history ends before {bound:?} passed; liveness not judged"));
+                self.notes.push(format!(
+                    "healed at line {line}: the history ends before {bound:?} passed; liveness not judged"
+                ));
                 continue;
             }
-            let present: BTreeSet<Part<'a>> = self.h[h..].iter().filter_map(|r| match &r.event {
-                Event::LeaderPresent { t_ns, topic, partition, leader } if *t_ns <= deadline && leader.is_none_or(|l| l >= 0) => {
-                    Some((topic.as_str(), *partition))
-                }
-                _ => None,
-            }).collect();
+            let present: BTreeSet<Part<'a>> = self.h[h..]
+                .iter()
+                .filter_map(|r| match &r.event {
+                    Event::LeaderPresent { t_ns, topic, partition, leader }
+                        if *t_ns <= deadline && leader.is_none_or(|l| l >= 0) =>
+                    {
+                        Some((topic.as_str(), *partition))
+                    }
+                    _ => None,
+                })
+                .collect();
             for (topic, ts) in topics {
                 if created.get(topic.as_str()).is_some_and(|c| c > t) {
                     continue;
@@ -381,8 +371,11 @@ impl<'a> Checker<'a> {
                 for p in &ts.partitions {
                     let live = p.isr.iter().any(|b| live_brokers.as_ref().is_none_or(|l| l.contains(b)));
                     if live && !present.contains(&(topic.as_str(), p.partition)) {
-                        self.report(Check::NoLeaderAfterHeal, format!("{h}/{topic}/{}", p.partition), h, vec![f],
-                            format!("{topic}/{}: ISR {:?} has a live member but no leader was seen within {bound:?} of the heal at t={t}", p.partition, p.isr));
+                        let (n, isr) = (p.partition, &p.isr);
+                        let msg = format!(
+                            "{topic}/{n}: no leader seen within {bound:?} of the heal, ISR {isr:?} has a live member"
+                        );
+                        self.report(Check::NoLeaderAfterHeal, format!("{h}/{topic}/{n}"), h, vec![f], msg);
                     }
                 }
             }

@@ -267,8 +267,16 @@ fn e_a_partition_leaderless_past_the_bound_is_caught() {
     caught(&r, Check::NoLeaderAfterHeal, 1);
     assert!(r.violations[0].message.contains("t/1"), "{r}");
     // Too late, or "present" with no leader, does not count.
-    caught(&run(heal_then(None, vec![present(1_200, 0, None), present(2_001, 1, Some(3))])), Check::NoLeaderAfterHeal, 1);
-    caught(&run(heal_then(None, vec![present(1_200, 0, None), present(1_300, 1, Some(-1))])), Check::NoLeaderAfterHeal, 1);
+    caught(
+        &run(heal_then(None, vec![present(1_200, 0, None), present(2_001, 1, Some(3))])),
+        Check::NoLeaderAfterHeal,
+        1,
+    );
+    caught(
+        &run(heal_then(None, vec![present(1_200, 0, None), present(1_300, 1, Some(-1))])),
+        Check::NoLeaderAfterHeal,
+        1,
+    );
 }
 
 #[test]
@@ -276,7 +284,10 @@ fn e_a_heal_cut_short_by_a_fault_or_the_end_is_not_judged() {
     let r = run(heal_then(None, vec![Event::Nemesis { t_ns: 1_900, what: "kill -9".into() }]));
     clean(&r);
     assert!(r.notes.iter().any(|n| n.contains("liveness not judged")), "{r}");
-    let h = vec![Event::Healed { t_ns: 1_000, live_brokers: None }, fin(1_500, None, vec![("t", vec![ps(0, -1, 1, &[1])])])];
+    let h = vec![
+        Event::Healed { t_ns: 1_000, live_brokers: None },
+        fin(1_500, None, vec![("t", vec![ps(0, -1, 1, &[1])])]),
+    ];
     let r = run(h);
     clean(&r);
     assert!(r.notes.iter().any(|n| n.contains("history ends")), "{r}");
@@ -288,17 +299,17 @@ fn e_a_heal_cut_short_by_a_fault_or_the_end_is_not_judged() {
 fn a_violation_is_printed_with_five_events_each_side() {
     let mut h: Vec<Event> = (0..20).map(|i| refused(100 + i, 3)).collect();
     h.push(w(109, 1, 2));
-    h.push(w(110, 2, 1)); // sorted to index 11: overlapping
+    h.push(w(110, 2, 1)); // sorted after refused(110), to index 12: overlapping
     let r = run(h);
     caught(&r, Check::OverlappingLeaders, 1);
     let v = &r.violations[0];
-    assert_eq!(v.at, 11);
-    assert_eq!(r.context(v), 6..17);
+    assert_eq!(v.at, 12);
+    assert_eq!(r.context(v), 7..18);
     let text = r.to_string();
     assert_eq!(text.matches(">>").count(), 1);
     for i in 0..r.history.len() {
         let shown = text.contains(&r.history[i].event.to_json());
-        assert_eq!(shown, (6..17).contains(&i), "event {i} shown={shown}:\n{text}");
+        assert_eq!(shown, (7..18).contains(&i), "event {i} shown={shown}:\n{text}");
     }
 }
 

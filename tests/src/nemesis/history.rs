@@ -236,7 +236,8 @@ mod tests {
         }
         // Round trip (an unknown op is written back as "other").
         let events: Vec<Event> = recs.into_iter().map(|r| r.event).collect();
-        let again: Vec<Event> = parse_jsonl(&to_jsonl(&events)).expect("reparse").into_iter().map(|r| r.event).collect();
+        let again: Vec<Event> =
+            parse_jsonl(&to_jsonl(&events)).expect("reparse").into_iter().map(|r| r.event).collect();
         assert_eq!(events, again);
     }
 

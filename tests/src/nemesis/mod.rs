@@ -23,3 +23,4 @@
 pub mod checker;
 pub mod history;
 pub mod proxy;
+pub mod report;

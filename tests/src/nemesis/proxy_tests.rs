@@ -134,7 +134,7 @@ async fn one_way_cut_target_to_client() {
 #[tokio::test]
 async fn delay_is_at_least_the_fixed_part_per_direction() {
     let (proxy, _t, mut c, mut s) = setup().await;
-    let there = Duration::from_millis(150);
+    let there = Duration::from_millis(300);
     let back = Duration::from_millis(80);
     proxy.delay(Direction::ClientToTarget, there, Duration::from_millis(40));
     proxy.delay(Direction::TargetToClient, back, Duration::ZERO);
