@@ -126,6 +126,27 @@ impl Drop for Proc {
     }
 }
 
+/// Starts agent process number `index` (0-based) for `broker_id`; returns
+/// its sidecar address, its advertised endpoint and the process.
+fn spawn_agent(dir: &Path, controllers: &str, broker_id: usize, index: usize) -> (String, String, Proc) {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let advertised = format!("127.0.0.1:{}", 19092 + index);
+    let args = vec![
+        "--broker-id".into(),
+        broker_id.to_string(),
+        "--controllers".into(),
+        controllers.to_string(),
+        "--advertised".into(),
+        advertised.clone(),
+        "--listen".into(),
+        listen.clone(),
+        "--rack".into(),
+        format!("rack-{}", index % 3),
+    ];
+    let log = dir.join(format!("agent-{}.log", index + 1));
+    (listen, advertised, Proc::spawn("baton-agent", args, Vec::new(), log))
+}
+
 pub struct ClusterOptions {
     pub controllers: usize,
     pub agents: usize,
@@ -181,22 +202,8 @@ impl Cluster {
         let mut agent_addrs = Vec::new();
         let mut broker_endpoints = Vec::new();
         for i in 0..options.agents {
-            let id = i + 1;
-            let listen = format!("127.0.0.1:{}", free_port());
-            let advertised = format!("127.0.0.1:{}", 19092 + i);
-            let args = vec![
-                "--broker-id".into(),
-                id.to_string(),
-                "--controllers".into(),
-                controllers_flag.clone(),
-                "--advertised".into(),
-                advertised.clone(),
-                "--listen".into(),
-                listen.clone(),
-                "--rack".into(),
-                format!("rack-{}", i % 3),
-            ];
-            agents.push(Proc::spawn("baton-agent", args, Vec::new(), dir.path().join(format!("agent-{id}.log"))));
+            let (listen, advertised, proc) = spawn_agent(dir.path(), &controllers_flag, i + 1, i);
+            agents.push(proc);
             agent_addrs.push(listen);
             broker_endpoints.push(advertised);
         }
@@ -287,6 +294,23 @@ impl Cluster {
             (leader >= 1).then(|| leader as usize - 1)
         })
         .await
+    }
+
+    /// Starts one more agent process claiming `broker_id` (e.g. a second
+    /// incarnation of a live broker); returns its agent index.
+    pub fn add_agent(&mut self, broker_id: usize) -> usize {
+        let index = self.agents.len();
+        let (listen, advertised, proc) = spawn_agent(self.dir.path(), &self.controllers_flag(), broker_id, index);
+        self.agents.push(proc);
+        self.agent_addrs.push(listen);
+        self.broker_endpoints.push(advertised);
+        index
+    }
+
+    /// The sidecar's Status of agent `index`.
+    pub async fn agent_status(&self, index: usize) -> anyhow::Result<baton_proto::v1::AgentStatusResponse> {
+        let mut client = AgentClient::connect(format!("http://{}", self.agent_addrs[index])).await?;
+        Ok(client.status(baton_proto::v1::AgentStatusRequest {}).await?.into_inner())
     }
 
     pub fn kill_controller(&mut self, index: usize) {

@@ -203,3 +203,29 @@ async fn bad_input_gets_typed_errors_and_changes_nothing() {
         assert_eq!((&a["id"], &a["epoch"], &a["state"]), (&b["id"], &b["epoch"], &b["state"]), "bad input changed brokers");
     }
 }
+
+/// A second live incarnation of a broker id is refused: the original keeps
+/// its registration (incarnation and epoch) and its leadership, the intruder
+/// never gets an epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_live_incarnation_of_a_broker_is_refused() {
+    let mut cluster = Cluster::start(ClusterOptions::default()).await;
+    create_topic(&cluster, "dup", 3, 3);
+    let before = cluster.brokers().expect("brokers");
+    let intruder = cluster.add_agent(2);
+    // Give it time to try: its own status says it has no epoch while the
+    // registration is refused (DUPLICATE_BROKER_REGISTRATION, retried).
+    cluster
+        .wait_until("the intruder's registration to be refused", LONG, || {
+            let log = cluster.log_of(&format!("agent-{}", intruder + 1));
+            log.contains("DUPLICATE_BROKER_REGISTRATION").then_some(())
+        })
+        .await;
+    let status = cluster.agent_status(intruder).await.expect("intruder status");
+    assert_eq!(status.broker_epoch, 0, "the intruder holds an epoch: {status:?}");
+    let after = cluster.brokers().expect("brokers");
+    assert_eq!(after[1]["epoch"], before[1]["epoch"], "broker 2 was re-registered");
+    assert_eq!(after[1]["incarnation_id"], before[1]["incarnation_id"]);
+    assert_eq!(after[1]["state"], "ALIVE");
+    agents_agree(&cluster, "dup", &[0, 1, 2]).await;
+}
