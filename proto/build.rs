@@ -12,12 +12,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::env::set_var("PROTOC", protoc);
     }
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
-    let files = [
-        "baton/v1/controller.proto",
-        "baton/v1/broker_session.proto",
-        "baton/v1/raft.proto",
-        "baton/v1/agent.proto",
-    ];
+    let files =
+        ["baton/v1/controller.proto", "baton/v1/broker_session.proto", "baton/v1/raft.proto", "baton/v1/agent.proto"];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -154,9 +154,8 @@ pub fn load_with_env(
     if let Some(path) = file {
         builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml).required(true));
     }
-    builder = builder.add_source(
-        config::Environment::with_prefix(ENV_PREFIX).prefix_separator("_").try_parsing(true).source(env),
-    );
+    builder = builder
+        .add_source(config::Environment::with_prefix(ENV_PREFIX).prefix_separator("_").try_parsing(true).source(env));
     let raw: RawConfig = builder
         .build()
         .context("reading the agent configuration")?
@@ -212,7 +211,8 @@ mod tests {
              heartbeat_interval_ms = 100\nrpc_timeout_ms = 700\nlisten = \"unix:/tmp/x.sock\""
         )
         .expect("write");
-        let env = env(&[("BATON_AGENT_RACK", "env"), ("BATON_AGENT_BROKER_ID", "2"), ("BATON_AGENT_CONTROLLERS", "c:3,d:4")]);
+        let env =
+            env(&[("BATON_AGENT_RACK", "env"), ("BATON_AGENT_BROKER_ID", "2"), ("BATON_AGENT_CONTROLLERS", "c:3,d:4")]);
         let flags = SidecarOverrides { broker_id: Some(3), heartbeat_interval_ms: Some(250), ..Default::default() };
         let cfg = load_with_env(Some(file.path()), env, &flags).expect("config");
         assert_eq!(cfg.agent.broker_id, 3, "flag beats env and file");
@@ -241,8 +241,7 @@ mod tests {
 
     #[test]
     fn missing_controllers_is_an_error() {
-        let flags =
-            SidecarOverrides { broker_id: Some(1), advertised: Some("h:1".into()), ..Default::default() };
+        let flags = SidecarOverrides { broker_id: Some(1), advertised: Some("h:1".into()), ..Default::default() };
         assert!(load_with_env(None, env(&[]), &flags).is_err());
     }
 

@@ -42,8 +42,7 @@ impl ProgressSlot {
     /// Marks a slot with a known offset dirty again (e.g. for a new controller,
     /// which holds no progress). True when it must be queued.
     pub(crate) fn remark(&self) -> bool {
-        self.log_end_offset.load(Ordering::Acquire) != NO_OFFSET
-            && !self.dirty.swap(true, Ordering::AcqRel)
+        self.log_end_offset.load(Ordering::Acquire) != NO_OFFSET && !self.dirty.swap(true, Ordering::AcqRel)
     }
 
     /// Clears the dirty flag, then reads the offset: a record racing with the

@@ -404,7 +404,8 @@ impl Session {
         self.shared.connected.store(true, Ordering::Release);
         tracing::info!(metadata_version = self.shared.table.metadata_version(), "session open");
 
-        let mut ticker = tokio::time::interval_at(Instant::now() + config.heartbeat_interval, config.heartbeat_interval);
+        let mut ticker =
+            tokio::time::interval_at(Instant::now() + config.heartbeat_interval, config.heartbeat_interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_ack = Instant::now();
         let mut granted: Option<Duration> = None;
@@ -660,7 +661,10 @@ mod reassembly_tests {
             metadata_version: version,
             full,
             partial,
-            partitions: partitions.iter().map(|p| PartitionInfo { topic: "t".into(), partition: *p, ..Default::default() }).collect(),
+            partitions: partitions
+                .iter()
+                .map(|p| PartitionInfo { topic: "t".into(), partition: *p, ..Default::default() })
+                .collect(),
             ..Default::default()
         }
     }

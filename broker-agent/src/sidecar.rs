@@ -10,8 +10,8 @@ use std::pin::Pin;
 use anyhow::Context;
 use baton_proto::v1::agent_server::{self, AgentServer};
 use baton_proto::v1::{
-    AgentStatusRequest, AgentStatusResponse, CheckKind, CheckRequest, CheckResponse, LeadershipChange,
-    ProgressReport, RecordProgressAck, RefusalReason as WireRefusal, WatchEvent, WatchRequest,
+    AgentStatusRequest, AgentStatusResponse, CheckKind, CheckRequest, CheckResponse, LeadershipChange, ProgressReport,
+    RecordProgressAck, RefusalReason as WireRefusal, WatchEvent, WatchRequest,
 };
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -19,10 +19,10 @@ use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::agent::Agent;
-use crate::session::stop_requested;
 use crate::checks::{NotLeader, RefusalReason};
 use crate::config::SidecarConfig;
 use crate::events::{LeadershipEvent, PartitionView};
+use crate::session::stop_requested;
 
 /// Watch events buffered per watcher; a watcher that falls further behind
 /// than this plus the agent's event channel is ended with DATA_LOSS and must
@@ -97,12 +97,11 @@ pub async fn serve(
     };
     let router = tonic::transport::Server::builder().add_service(health_service).add_service(service);
     let server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> = match listener {
-        SidecarListener::Tcp(l) => Box::pin(
-            router.serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true)), stopped),
-        ),
-        SidecarListener::Unix(l) => {
-            Box::pin(router.serve_with_incoming_shutdown(UnixListenerStream::new(l), stopped))
-        }
+        SidecarListener::Tcp(l) => Box::pin(router.serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true)),
+            stopped,
+        )),
+        SidecarListener::Unix(l) => Box::pin(router.serve_with_incoming_shutdown(UnixListenerStream::new(l), stopped)),
     };
     let server = tokio::spawn(server);
     shutdown.await;

@@ -61,7 +61,12 @@ pub fn partition(topic: &str, partition: i32, leader: i32, leader_epoch: i32, re
 }
 
 /// An update.
-pub fn update(metadata_version: u64, full: bool, partitions: Vec<PartitionInfo>, deleted_topics: &[&str]) -> LeadershipUpdate {
+pub fn update(
+    metadata_version: u64,
+    full: bool,
+    partitions: Vec<PartitionInfo>,
+    deleted_topics: &[&str],
+) -> LeadershipUpdate {
     LeadershipUpdate {
         metadata_version,
         full,

@@ -176,9 +176,6 @@ async fn follows_leader_hint() {
 async fn unreachable_controllers_fail_closed() {
     let agent = Agent::start(config(vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()]));
     assert!(agent.wait_registered(Duration::from_millis(300)).await.is_err());
-    assert_eq!(
-        agent.check_produce("t", 0).expect_err("refused").reason,
-        RefusalReason::UnknownTopicOrPartition
-    );
+    assert_eq!(agent.check_produce("t", 0).expect_err("refused").reason, RefusalReason::UnknownTopicOrPartition);
     tokio::time::timeout(LIMIT, agent.shutdown()).await.expect("shutdown is bounded");
 }

@@ -144,7 +144,14 @@ impl Liveness {
             last_grant: None,
         });
         if live.epoch != epoch {
-            *live = BrokerLive { epoch, last_heartbeat: now, acked_version: 0, session: None, fencing: false, last_grant: None };
+            *live = BrokerLive {
+                epoch,
+                last_heartbeat: now,
+                acked_version: 0,
+                session: None,
+                fencing: false,
+                last_grant: None,
+            };
         }
         live.session = Some(session);
         inner.rejoin_candidates.insert(broker);
@@ -298,7 +305,14 @@ impl Liveness {
             });
             if live.epoch != broker.epoch {
                 // Registered again (through this leader) since we last saw it.
-                *live = BrokerLive { epoch: broker.epoch, last_heartbeat: now, acked_version: 0, session: None, fencing: false, last_grant: None };
+                *live = BrokerLive {
+                    epoch: broker.epoch,
+                    last_heartbeat: now,
+                    acked_version: 0,
+                    session: None,
+                    fencing: false,
+                    last_grant: None,
+                };
             }
             let heard = live.last_heartbeat.max(since);
             if !live.fencing && now.saturating_duration_since(heard) > timeout {
@@ -420,8 +434,9 @@ impl Liveness {
                     _ => false,
                 };
                 if caught_up {
-                    let entry =
-                        changes.entry(key).or_insert_with(|| (record.partition_epoch, record.isr.iter().copied().collect()));
+                    let entry = changes
+                        .entry(key)
+                        .or_insert_with(|| (record.partition_epoch, record.isr.iter().copied().collect()));
                     entry.1.insert(broker);
                 } else {
                     still_behind = true;

@@ -59,7 +59,11 @@ impl Metadata {
         let (tx, _) = watch::channel(version);
         Metadata {
             state: RwLock::new(state),
-            log: Mutex::new(ChangeLog { entries: VecDeque::new(), capacity: change_log_entries.max(1), floor: version }),
+            log: Mutex::new(ChangeLog {
+                entries: VecDeque::new(),
+                capacity: change_log_entries.max(1),
+                floor: version,
+            }),
             handoffs: Mutex::new(Handoffs { floor: version, ..Handoffs::default() }),
             version: tx,
         }
@@ -137,7 +141,10 @@ impl Metadata {
             // Taken from a fenced broker: its lease lapsed before the fence,
             // so the new leader need not wait.
             if c.record.leader != NO_LEADER && alive(from) {
-                h.by_partition.entry((c.topic.clone(), c.partition)).or_default().push(Handoff { from, version: index });
+                h.by_partition
+                    .entry((c.topic.clone(), c.partition))
+                    .or_default()
+                    .push(Handoff { from, version: index });
             }
         }
     }
@@ -270,18 +277,26 @@ mod tests {
         for id in 1..=3 {
             m.apply(id as u64, &register(id));
         }
-        let create = Command::CreateTopic { name: "t".into(), partitions: 1, replication_factor: 3, config: TopicConfig::default() };
+        let create = Command::CreateTopic {
+            name: "t".into(),
+            partitions: 1,
+            replication_factor: 3,
+            config: TopicConfig::default(),
+        };
         assert!(m.apply(4, &create).outcome.is_ok());
         let leader = m.read(|s| s.partition("t", 0).map(|p| p.leader)).expect("partition");
         let epoch = m.read(|s| s.broker(leader).map(|b| b.epoch)).expect("broker");
-        let fence = Command::FenceBroker { broker_id: leader, broker_epoch: epoch, reason: FenceReason::SessionTimeout };
+        let fence =
+            Command::FenceBroker { broker_id: leader, broker_epoch: epoch, reason: FenceReason::SessionTimeout };
         assert!(m.apply(5, &fence).outcome.is_ok());
         assert!(m.handoffs("t", 0).is_empty(), "a failover from a fenced broker needs no handoff");
         let interim = m.read(|s| s.partition("t", 0).map(|p| p.leader)).expect("partition");
         assert!(m.apply(6, &register(leader)).outcome.is_ok());
         let (pe, mut isr) = m.read(|s| s.partition("t", 0).map(|p| (p.partition_epoch, p.isr.clone()))).expect("p");
         isr.push(leader);
-        let alter = Command::AlterIsr { changes: vec![IsrChange { topic: "t".into(), partition: 0, partition_epoch: pe, new_isr: isr }] };
+        let alter = Command::AlterIsr {
+            changes: vec![IsrChange { topic: "t".into(), partition: 0, partition_epoch: pe, new_isr: isr }],
+        };
         assert!(m.apply(7, &alter).outcome.is_ok());
         let elect = Command::ElectLeaders { election: ElectionType::Preferred, partitions: None };
         assert!(m.apply(8, &elect).outcome.is_ok());
@@ -302,7 +317,12 @@ mod tests {
         for id in 1..=3 {
             m.apply(id as u64, &register(id));
         }
-        let create = |rf| Command::CreateTopic { name: "t".into(), partitions: 1, replication_factor: rf, config: TopicConfig::default() };
+        let create = |rf| Command::CreateTopic {
+            name: "t".into(),
+            partitions: 1,
+            replication_factor: rf,
+            config: TopicConfig::default(),
+        };
         assert!(m.apply(4, &create(3)).outcome.is_ok());
         let old_leader = m.read(|s| s.partition("t", 0).map(|p| p.leader)).expect("partition");
         assert!(m.apply(5, &Command::DeleteTopic { name: "t".into() }).outcome.is_ok());

@@ -94,7 +94,10 @@ fn fetch_epoch_older_is_74_newer_is_75() {
     let lease = leased(Duration::from_secs(30));
     table.apply(&update(5, true, vec![info("t", 0, ME, 7), info("t", 1, 2, 7)], &[])).expect("applied");
     let fenced = table.check_fetch(&lease, "t", 0, 6).expect_err("refused");
-    assert_eq!((fenced.reason, fenced.kafka_error_code(), fenced.leader_epoch), (RefusalReason::FencedLeaderEpoch, 74, 7));
+    assert_eq!(
+        (fenced.reason, fenced.kafka_error_code(), fenced.leader_epoch),
+        (RefusalReason::FencedLeaderEpoch, 74, 7)
+    );
     let unknown = table.check_fetch(&lease, "t", 0, 8).expect_err("refused");
     assert_eq!((unknown.reason, unknown.kafka_error_code()), (RefusalReason::UnknownLeaderEpoch, 75));
     // The epoch is compared before leadership: a follower still says 74/75.
@@ -184,7 +187,11 @@ fn full_then_delta_semantics() {
     let applied = table.apply(&update(14, true, vec![info("a", 0, 2, 2)], &[])).expect("applied");
     assert_eq!(
         kinds(&applied),
-        vec![("a".into(), 1, ChangeKind::Removed), ("a".into(), 2, ChangeKind::Removed), ("b".into(), 0, ChangeKind::Removed)]
+        vec![
+            ("a".into(), 1, ChangeKind::Removed),
+            ("a".into(), 2, ChangeKind::Removed),
+            ("b".into(), 0, ChangeKind::Removed)
+        ]
     );
     assert_eq!(&*applied.event.deleted_topics, &[Arc::<str>::from("b")]);
     assert!(applied.lost_leadership, "a.1 was led here");
@@ -229,7 +236,17 @@ fn leader_endpoint_falls_back_to_broker_map() {
 fn malformed_partitions_are_skipped() {
     let table = Table::new(ME);
     let applied = table
-        .apply(&update(1, true, vec![info("t", -1, ME, 1), info("t", MAX_PARTITION_INDEX + 1, ME, 1), info("", 0, ME, 1), info("t", 0, ME, 1)], &[]))
+        .apply(&update(
+            1,
+            true,
+            vec![
+                info("t", -1, ME, 1),
+                info("t", MAX_PARTITION_INDEX + 1, ME, 1),
+                info("", 0, ME, 1),
+                info("t", 0, ME, 1),
+            ],
+            &[],
+        ))
         .expect("applied");
     assert_eq!(applied.rejected, 3);
     assert_eq!(table.view().len(), 1);
@@ -276,7 +293,10 @@ fn progress_queue_bound_drops_and_retries() {
     table.drain_progress(10);
     // The dropped partition was left clean, so its next record gets in.
     table.record_progress("t", 2, 5);
-    assert_eq!(table.drain_progress(10).iter().map(|p| (p.partition, p.log_end_offset)).collect::<Vec<_>>(), vec![(2, 5)]);
+    assert_eq!(
+        table.drain_progress(10).iter().map(|p| (p.partition, p.log_end_offset)).collect::<Vec<_>>(),
+        vec![(2, 5)]
+    );
 }
 
 #[test]
@@ -290,7 +310,10 @@ fn progress_survives_updates_and_unknown_partitions_are_adopted() {
     assert_eq!(table.drain_progress(10).iter().map(|p| p.log_end_offset).collect::<Vec<_>>(), vec![7]);
     table.apply(&update(3, false, vec![info("later", 3, 2, 1)], &[])).expect("applied");
     let drained = table.drain_progress(10);
-    assert_eq!(drained.iter().map(|p| (p.topic.as_str(), p.partition, p.log_end_offset)).collect::<Vec<_>>(), vec![("later", 3, 42)]);
+    assert_eq!(
+        drained.iter().map(|p| (p.topic.as_str(), p.partition, p.log_end_offset)).collect::<Vec<_>>(),
+        vec![("later", 3, 42)]
+    );
     // Progress of a partition removed before the heartbeat is not sent.
     table.record_progress("t", 0, 8);
     table.apply(&update(4, false, vec![], &["t"])).expect("applied");

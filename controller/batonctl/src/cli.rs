@@ -164,17 +164,11 @@ fn parse_controller_addr(raw: &str) -> Result<String, String> {
         return Err("empty controller address".to_owned());
     }
     if addr.chars().any(char::is_whitespace) || addr.contains('/') {
-        return Err(format!(
-            "invalid controller address {raw:?} (want host:port)"
-        ));
+        return Err(format!("invalid controller address {raw:?} (want host:port)"));
     }
     match addr.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
-            Ok(addr.to_owned())
-        }
-        _ => Err(format!(
-            "invalid controller address {raw:?} (want host:port)"
-        )),
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(addr.to_owned()),
+        _ => Err(format!("invalid controller address {raw:?} (want host:port)")),
     }
 }
 

@@ -40,10 +40,7 @@ pub fn parse_leader_hint(raw: &str) -> Option<LeaderHint> {
     if host.is_empty() || port.parse::<u16>().is_err() {
         return None;
     }
-    Some(LeaderHint {
-        id,
-        addr: addr.to_owned(),
-    })
+    Some(LeaderHint { id, addr: addr.to_owned() })
 }
 
 /// What the topic or partition of a failed call was, so a typed error can be
@@ -56,17 +53,11 @@ pub struct Subject {
 
 impl Subject {
     pub fn topic(name: &str) -> Self {
-        Self {
-            topic: Some(name.to_owned()),
-            partition: None,
-        }
+        Self { topic: Some(name.to_owned()), partition: None }
     }
 
     pub fn partition(topic: &str, partition: i32) -> Self {
-        Self {
-            topic: Some(topic.to_owned()),
-            partition: Some(partition),
-        }
+        Self { topic: Some(topic.to_owned()), partition: Some(partition) }
     }
 }
 
@@ -88,12 +79,7 @@ impl RpcError {
             .and_then(|v| v.to_str().ok())
             .map(|v| v.trim().trim_start_matches("ERROR_CODE_").to_owned())
             .filter(|v| !v.is_empty());
-        Self {
-            grpc_code: status.code(),
-            error_code,
-            message: status.message().to_owned(),
-            subject: Subject::default(),
-        }
+        Self { grpc_code: status.code(), error_code, message: status.message().to_owned(), subject: Subject::default() }
     }
 }
 
@@ -104,9 +90,7 @@ impl fmt::Display for RpcError {
         match (self.error_code.as_deref(), topic, partition) {
             (Some("TOPIC_NOT_FOUND"), Some(t), _) => write!(f, "topic {t:?} not found")?,
             (Some("TOPIC_ALREADY_EXISTS"), Some(t), _) => write!(f, "topic {t:?} already exists")?,
-            (Some("PARTITION_NOT_FOUND"), Some(t), Some(p)) => {
-                write!(f, "partition {p} of topic {t:?} not found")?
-            }
+            (Some("PARTITION_NOT_FOUND"), Some(t), Some(p)) => write!(f, "partition {p} of topic {t:?} not found")?,
             _ if self.message.is_empty() => f.write_str(self.grpc_code.description())?,
             _ => f.write_str(&self.message)?,
         }
@@ -120,10 +104,7 @@ impl fmt::Display for RpcError {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("no controller reachable (tried {}): {last_error}", tried.join(", "))]
-    NoController {
-        tried: Vec<String>,
-        last_error: String,
-    },
+    NoController { tried: Vec<String>, last_error: String },
     #[error("{0}")]
     Rpc(RpcError),
 }
@@ -158,19 +139,14 @@ pub fn classify(status: &Status) -> Disposition {
         // Transport failures surface as UNKNOWN/INTERNAL with the underlying
         // error attached; application errors never carry a source.
         Code::Unknown | Code::Internal => {
-            std::error::Error::source(status).is_some()
-                || status.message().starts_with("Service was not ready")
+            std::error::Error::source(status).is_some() || status.message().starts_with("Service was not ready")
         }
         _ => false,
     };
     if !(retryable || not_leader) {
         return Disposition::Final;
     }
-    let hint = status
-        .metadata()
-        .get(LEADER_METADATA_KEY)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_leader_hint);
+    let hint = status.metadata().get(LEADER_METADATA_KEY).and_then(|v| v.to_str().ok()).and_then(parse_leader_hint);
     Disposition::TryNext { hint }
 }
 
@@ -197,12 +173,7 @@ impl AttemptPlan {
             }
         }
         let attempts_left = queue.len() + 1;
-        Self {
-            queue,
-            tried: Vec::new(),
-            hint_followed: false,
-            attempts_left,
-        }
+        Self { queue, tried: Vec::new(), hint_followed: false, attempts_left }
     }
 
     pub fn next_addr(&mut self) -> Option<String> {
@@ -244,11 +215,7 @@ pub struct Controllers {
 
 impl Controllers {
     pub fn new(addrs: Vec<String>, request_timeout: Duration) -> Self {
-        Self {
-            addrs,
-            request_timeout,
-            connect_timeout: CONNECT_TIMEOUT,
-        }
+        Self { addrs, request_timeout, connect_timeout: CONNECT_TIMEOUT }
     }
 
     /// Position of `addr` in the configured list, to resume after it.
@@ -279,11 +246,7 @@ impl Controllers {
     /// Runs `rpc` starting at controller `start`; returns the answer and the
     /// address of the controller that gave it. Each attempt is bounded by the
     /// request timeout (for a stream: until the response headers arrive).
-    pub async fn call_from<T, F, Fut>(
-        &self,
-        start: usize,
-        mut rpc: F,
-    ) -> Result<(T, String), ClientError>
+    pub async fn call_from<T, F, Fut>(&self, start: usize, mut rpc: F) -> Result<(T, String), ClientError>
     where
         F: FnMut(ControllerClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
@@ -300,10 +263,9 @@ impl Controllers {
             };
             let outcome = match tokio::time::timeout(self.request_timeout, rpc(client)).await {
                 Ok(outcome) => outcome,
-                Err(_) => Err(Status::deadline_exceeded(format!(
-                    "no answer within {} ms",
-                    self.request_timeout.as_millis()
-                ))),
+                Err(_) => {
+                    Err(Status::deadline_exceeded(format!("no answer within {} ms", self.request_timeout.as_millis())))
+                }
             };
             let status = match outcome {
                 Ok(response) => return Ok((response.into_inner(), addr)),
@@ -317,10 +279,7 @@ impl Controllers {
                 }
             }
         }
-        Err(ClientError::NoController {
-            tried: plan.tried().to_vec(),
-            last_error,
-        })
+        Err(ClientError::NoController { tried: plan.tried().to_vec(), last_error })
     }
 
     async fn connect(&self, addr: &str) -> Result<ControllerClient<Channel>, String> {
@@ -332,10 +291,7 @@ impl Controllers {
         match tokio::time::timeout(self.connect_timeout, endpoint.connect()).await {
             Ok(Ok(channel)) => Ok(ControllerClient::new(channel)),
             Ok(Err(e)) => Err(format!("connect failed: {}", innermost_cause(&e))),
-            Err(_) => Err(format!(
-                "connect timed out after {} ms",
-                self.connect_timeout.as_millis()
-            )),
+            Err(_) => Err(format!("connect timed out after {} ms", self.connect_timeout.as_millis())),
         }
     }
 }
@@ -343,11 +299,8 @@ impl Controllers {
 /// A status for the "last error" of an exhausted failover, on one line.
 pub fn describe_status(status: &Status) -> String {
     let rpc = RpcError::from_status(status);
-    let mut text = if status.message().is_empty() {
-        status.code().description().to_owned()
-    } else {
-        status.message().to_owned()
-    };
+    let mut text =
+        if status.message().is_empty() { status.code().description().to_owned() } else { status.message().to_owned() };
     if let Some(source) = std::error::Error::source(status) {
         text = format!("{text}: {}", innermost_cause(source));
     }

@@ -5,16 +5,13 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use baton_proto::v1::{
-    CreateTopicRequest, DeleteTopicRequest, DescribeQuorumRequest, DescribeTopicRequest,
-    ElectLeadersRequest, ElectionType, GetPartitionLeaderRequest, ListBrokersRequest,
-    ListTopicsRequest, ReadConsistency, TopicConfig, TopicPartition, WatchLeadershipRequest,
+    CreateTopicRequest, DeleteTopicRequest, DescribeQuorumRequest, DescribeTopicRequest, ElectLeadersRequest,
+    ElectionType, GetPartitionLeaderRequest, ListBrokersRequest, ListTopicsRequest, ReadConsistency, TopicConfig,
+    TopicPartition, WatchLeadershipRequest,
 };
 use serde::Serialize;
 
-use crate::cli::{
-    BrokerCommand, Cli, Command, ElectionKind, LeaderCommand, OutputFormat, QuorumCommand,
-    TopicCommand,
-};
+use crate::cli::{BrokerCommand, Cli, Command, ElectionKind, LeaderCommand, OutputFormat, QuorumCommand, TopicCommand};
 use crate::client::{ClientError, Controllers, Subject};
 use crate::output;
 
@@ -24,10 +21,7 @@ const WATCH_MAX_FAILED_ROUNDS: u32 = 5;
 const WATCH_BACKOFF: Duration = Duration::from_millis(500);
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let controllers = Controllers::new(
-        cli.global.controllers.clone(),
-        Duration::from_millis(cli.global.timeout_ms),
-    );
+    let controllers = Controllers::new(cli.global.controllers.clone(), Duration::from_millis(cli.global.timeout_ms));
     let format = cli.global.output;
     match cli.command {
         Command::Topic(cmd) => topic(&controllers, format, cmd).await,
@@ -38,28 +32,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn consistency(linearizable: bool) -> i32 {
-    if linearizable {
-        ReadConsistency::Linearizable as i32
-    } else {
-        ReadConsistency::Local as i32
-    }
+    if linearizable { ReadConsistency::Linearizable as i32 } else { ReadConsistency::Local as i32 }
 }
 
 async fn topic(c: &Controllers, format: OutputFormat, cmd: TopicCommand) -> anyhow::Result<()> {
     match cmd {
-        TopicCommand::Create {
-            name,
-            partitions,
-            replication_factor,
-            unclean_leader_election,
-        } => {
+        TopicCommand::Create { name, partitions, replication_factor, unclean_leader_election } => {
             let req = CreateTopicRequest {
                 name: name.clone(),
                 partitions,
                 replication_factor,
-                config: Some(TopicConfig {
-                    unclean_leader_election,
-                }),
+                config: Some(TopicConfig { unclean_leader_election }),
             };
             let resp = c
                 .call(|mut client| {
@@ -68,9 +51,7 @@ async fn topic(c: &Controllers, format: OutputFormat, cmd: TopicCommand) -> anyh
                 })
                 .await
                 .map_err(|e| e.about(Subject::topic(&name)))?;
-            let topic = resp
-                .topic
-                .context("controller answered without the created topic")?;
+            let topic = resp.topic.context("controller answered without the created topic")?;
             let view = output::topic_json(&topic, resp.metadata_version);
             emit(format, &view, || output::topic_table(&view))
         }
@@ -83,16 +64,11 @@ async fn topic(c: &Controllers, format: OutputFormat, cmd: TopicCommand) -> anyh
                 })
                 .await
                 .map_err(|e| e.about(Subject::topic(&name)))?;
-            let view = output::DeletedJson {
-                deleted: name,
-                metadata_version: resp.metadata_version,
-            };
+            let view = output::DeletedJson { deleted: name, metadata_version: resp.metadata_version };
             emit(format, &view, || output::deleted_table(&view))
         }
         TopicCommand::List { linearizable } => {
-            let req = ListTopicsRequest {
-                consistency: consistency(linearizable),
-            };
+            let req = ListTopicsRequest { consistency: consistency(linearizable) };
             let resp = c
                 .call(|mut client| {
                     let req = c.unary(req);
@@ -103,10 +79,7 @@ async fn topic(c: &Controllers, format: OutputFormat, cmd: TopicCommand) -> anyh
             emit(format, &view, || output::topic_list_table(&view))
         }
         TopicCommand::Describe { name, linearizable } => {
-            let req = DescribeTopicRequest {
-                name: name.clone(),
-                consistency: consistency(linearizable),
-            };
+            let req = DescribeTopicRequest { name: name.clone(), consistency: consistency(linearizable) };
             let resp = c
                 .call(|mut client| {
                     let req = c.unary(req.clone());
@@ -114,9 +87,7 @@ async fn topic(c: &Controllers, format: OutputFormat, cmd: TopicCommand) -> anyh
                 })
                 .await
                 .map_err(|e| e.about(Subject::topic(&name)))?;
-            let topic = resp
-                .topic
-                .context("controller answered without the topic")?;
+            let topic = resp.topic.context("controller answered without the topic")?;
             let view = output::topic_json(&topic, resp.metadata_version);
             emit(format, &view, || output::topic_table(&view))
         }
@@ -125,16 +96,9 @@ async fn topic(c: &Controllers, format: OutputFormat, cmd: TopicCommand) -> anyh
 
 async fn leader(c: &Controllers, format: OutputFormat, cmd: LeaderCommand) -> anyhow::Result<()> {
     match cmd {
-        LeaderCommand::Get {
-            topic,
-            partition,
-            linearizable,
-        } => {
-            let req = GetPartitionLeaderRequest {
-                topic: topic.clone(),
-                partition,
-                consistency: consistency(linearizable),
-            };
+        LeaderCommand::Get { topic, partition, linearizable } => {
+            let req =
+                GetPartitionLeaderRequest { topic: topic.clone(), partition, consistency: consistency(linearizable) };
             let resp = c
                 .call(|mut client| {
                     let req = c.unary(req.clone());
@@ -146,11 +110,9 @@ async fn leader(c: &Controllers, format: OutputFormat, cmd: LeaderCommand) -> an
             emit(format, &view, || output::leader_table(&view))
         }
         LeaderCommand::Watch { from_version } => watch(c, format, from_version).await,
-        LeaderCommand::Elect {
-            election_type,
-            topic,
-            partition,
-        } => elect(c, format, election_type, topic, partition).await,
+        LeaderCommand::Elect { election_type, topic, partition } => {
+            elect(c, format, election_type, topic, partition).await
+        }
     }
 }
 
@@ -169,15 +131,9 @@ async fn elect(
     // topic-wide election first asks for the topic's partition count.
     let partitions = match (&topic, partition) {
         (None, _) => Vec::new(),
-        (Some(t), Some(p)) => vec![TopicPartition {
-            topic: t.clone(),
-            partition: p,
-        }],
+        (Some(t), Some(p)) => vec![TopicPartition { topic: t.clone(), partition: p }],
         (Some(t), None) => {
-            let req = DescribeTopicRequest {
-                name: t.clone(),
-                consistency: consistency(false),
-            };
+            let req = DescribeTopicRequest { name: t.clone(), consistency: consistency(false) };
             let resp = c
                 .call(|mut client| {
                     let req = c.unary(req.clone());
@@ -185,17 +141,8 @@ async fn elect(
                 })
                 .await
                 .map_err(|e| e.about(Subject::topic(t)))?;
-            let described = resp
-                .topic
-                .context("controller answered without the topic")?;
-            described
-                .partitions
-                .iter()
-                .map(|p| TopicPartition {
-                    topic: t.clone(),
-                    partition: p.partition,
-                })
-                .collect()
+            let described = resp.topic.context("controller answered without the topic")?;
+            described.partitions.iter().map(|p| TopicPartition { topic: t.clone(), partition: p.partition }).collect()
         }
     };
     let subject = match (&topic, partition) {
@@ -203,10 +150,7 @@ async fn elect(
         (Some(t), None) => Subject::topic(t),
         (None, _) => Subject::default(),
     };
-    let req = ElectLeadersRequest {
-        election_type: election_type as i32,
-        partitions,
-    };
+    let req = ElectLeadersRequest { election_type: election_type as i32, partitions };
     let resp = c
         .call(|mut client| {
             let req = c.unary(req.clone());
@@ -216,16 +160,9 @@ async fn elect(
         .map_err(|e| e.about(subject))?;
     let view = output::election_json(type_name, &resp.results, resp.metadata_version);
     emit(format, &view, || output::election_table(&view))?;
-    let failed = resp
-        .results
-        .iter()
-        .filter(|r| output::election_failed(r))
-        .count();
+    let failed = resp.results.iter().filter(|r| output::election_failed(r)).count();
     if failed > 0 {
-        bail!(
-            "{type_name} leader election failed for {failed} of {} partitions",
-            resp.results.len()
-        );
+        bail!("{type_name} leader election failed for {failed} of {} partitions", resp.results.len());
     }
     Ok(())
 }
@@ -242,9 +179,7 @@ async fn watch(c: &Controllers, format: OutputFormat, from_version: u64) -> anyh
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
-        let req = WatchLeadershipRequest {
-            from_version: last_version,
-        };
+        let req = WatchLeadershipRequest { from_version: last_version };
         let opened = tokio::select! {
             _ = &mut ctrl_c => return Ok(()),
             opened = c.call_from(start, |mut client| async move {
@@ -290,10 +225,7 @@ async fn watch(c: &Controllers, format: OutputFormat, from_version: u64) -> anyh
                 Ok(None) => return Ok(()),
                 Err(status) => match crate::client::classify(&status) {
                     crate::client::Disposition::Final => {
-                        return Err(ClientError::Rpc(crate::client::RpcError::from_status(
-                            &status,
-                        ))
-                        .into());
+                        return Err(ClientError::Rpc(crate::client::RpcError::from_status(&status)).into());
                     }
                     crate::client::Disposition::TryNext { .. } => {
                         // Resume elsewhere: the controller after the one that failed.
@@ -328,11 +260,7 @@ async fn quorum_status(c: &Controllers, format: OutputFormat) -> anyhow::Result<
     emit(format, &view, || output::quorum_table(&view))
 }
 
-fn emit<T: Serialize>(
-    format: OutputFormat,
-    view: &T,
-    table: impl FnOnce() -> String,
-) -> anyhow::Result<()> {
+fn emit<T: Serialize>(format: OutputFormat, view: &T, table: impl FnOnce() -> String) -> anyhow::Result<()> {
     let text = match format {
         OutputFormat::Json => format!("{}\n", output::to_json_line(view)),
         OutputFormat::Table => table(),
@@ -345,10 +273,7 @@ fn emit<T: Serialize>(
 /// which ends the command quietly rather than as an error.
 fn write_stdout(text: &str) -> anyhow::Result<bool> {
     let mut stdout = io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
         Err(e) => Err(e).context("writing to stdout"),

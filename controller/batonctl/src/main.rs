@@ -15,16 +15,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!(
-                "{}",
-                output::error_line(&anyhow::Error::new(e).context("starting the async runtime"))
-            );
+            eprintln!("{}", output::error_line(&anyhow::Error::new(e).context("starting the async runtime")));
             return ExitCode::FAILURE;
         }
     };

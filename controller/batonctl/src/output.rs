@@ -2,9 +2,8 @@
 //! (for people). Pure: every function maps proto messages to text.
 
 use baton_proto::v1::{
-    BrokerInfo, BrokerState, DescribeQuorumResponse, ElectionResult, ErrorCode,
-    GetPartitionLeaderResponse, LeadershipUpdate, PartitionInfo, QuorumMember, TopicDescription,
-    TopicSummary,
+    BrokerInfo, BrokerState, DescribeQuorumResponse, ElectionResult, ErrorCode, GetPartitionLeaderResponse,
+    LeadershipUpdate, PartitionInfo, QuorumMember, TopicDescription, TopicSummary,
 };
 use serde::Serialize;
 
@@ -48,8 +47,7 @@ pub struct TopicJson {
 }
 
 pub fn topic_json(topic: &TopicDescription, metadata_version: u64) -> TopicJson {
-    let mut partitions: Vec<PartitionJson> =
-        topic.partitions.iter().map(PartitionJson::from).collect();
+    let mut partitions: Vec<PartitionJson> = topic.partitions.iter().map(PartitionJson::from).collect();
     partitions.sort_by_key(|p| p.partition);
     // Partitions may omit the topic name inside a description; fill it in.
     for p in &mut partitions {
@@ -151,10 +149,7 @@ pub fn broker_list_json(brokers: &[BrokerInfo]) -> Vec<BrokerJson> {
 /// `UNKNOWN(n)` for a value newer than this binary).
 pub fn broker_state_name(state: i32) -> String {
     match BrokerState::try_from(state) {
-        Ok(s) => s
-            .as_str_name()
-            .trim_start_matches("BROKER_STATE_")
-            .to_owned(),
+        Ok(s) => s.as_str_name().trim_start_matches("BROKER_STATE_").to_owned(),
         Err(_) => format!("UNKNOWN({state})"),
     }
 }
@@ -205,12 +200,8 @@ pub fn quorum_json(q: &DescribeQuorumResponse) -> QuorumJson {
         match_index: m.match_index,
         is_learner: is_learner || m.is_learner,
     };
-    let mut members: Vec<QuorumMemberJson> = q
-        .voters
-        .iter()
-        .map(|m| member(m, false))
-        .chain(q.learners.iter().map(|m| member(m, true)))
-        .collect();
+    let mut members: Vec<QuorumMemberJson> =
+        q.voters.iter().map(|m| member(m, false)).chain(q.learners.iter().map(|m| member(m, true))).collect();
     members.sort_by_key(|m| (m.is_learner, m.id));
     let mut voters: Vec<u64> = q.voters.iter().map(|m| m.id).collect();
     voters.sort_unstable();
@@ -246,11 +237,7 @@ pub struct ElectionJson {
     pub results: Vec<ElectionResultJson>,
 }
 
-pub fn election_json(
-    election_type: &'static str,
-    results: &[ElectionResult],
-    metadata_version: u64,
-) -> ElectionJson {
+pub fn election_json(election_type: &'static str, results: &[ElectionResult], metadata_version: u64) -> ElectionJson {
     let mut results: Vec<ElectionResultJson> = results
         .iter()
         .map(|r| ElectionResultJson {
@@ -263,20 +250,13 @@ pub fn election_json(
         })
         .collect();
     results.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-    ElectionJson {
-        election_type,
-        metadata_version,
-        results,
-    }
+    ElectionJson { election_type, metadata_version, results }
 }
 
 /// Whether an election result is a real failure. ELECTION_NOT_NEEDED is not:
 /// the preferred replica already leads, which is what was asked for.
 pub fn election_failed(r: &ElectionResult) -> bool {
-    !matches!(
-        ErrorCode::try_from(r.error),
-        Ok(ErrorCode::Unspecified | ErrorCode::ElectionNotNeeded)
-    )
+    !matches!(ErrorCode::try_from(r.error), Ok(ErrorCode::Unspecified | ErrorCode::ElectionNotNeeded))
 }
 
 #[derive(Debug, Serialize)]
@@ -316,10 +296,7 @@ pub struct Table {
 
 impl Table {
     pub fn new(header: Vec<&'static str>) -> Self {
-        Self {
-            header,
-            rows: Vec::new(),
-        }
+        Self { header, rows: Vec::new() }
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
@@ -361,38 +338,19 @@ fn ids(list: &[i32]) -> String {
     if list.is_empty() {
         return "-".to_owned();
     }
-    list.iter()
-        .map(i32::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
+    list.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
 }
 
 fn leader_cell(leader: i32) -> String {
-    if leader < 0 {
-        "none".to_owned()
-    } else {
-        leader.to_string()
-    }
+    if leader < 0 { "none".to_owned() } else { leader.to_string() }
 }
 
 fn or_dash(s: &str) -> String {
-    if s.is_empty() {
-        "-".to_owned()
-    } else {
-        s.to_owned()
-    }
+    if s.is_empty() { "-".to_owned() } else { s.to_owned() }
 }
 
-const PARTITION_HEADER: [&str; 8] = [
-    "TOPIC",
-    "PARTITION",
-    "LEADER",
-    "EPOCH",
-    "PARTITION_EPOCH",
-    "ISR",
-    "REPLICAS",
-    "LEADER_ENDPOINT",
-];
+const PARTITION_HEADER: [&str; 8] =
+    ["TOPIC", "PARTITION", "LEADER", "EPOCH", "PARTITION_EPOCH", "ISR", "REPLICAS", "LEADER_ENDPOINT"];
 
 fn partition_cells(topic: &str, p: &PartitionJson) -> Vec<String> {
     let topic = if p.topic.is_empty() { topic } else { &p.topic };
@@ -417,12 +375,7 @@ pub fn topic_table(t: &TopicJson) -> String {
 }
 
 pub fn topic_list_table(topics: &[TopicSummaryJson]) -> String {
-    let mut table = Table::new(vec![
-        "TOPIC",
-        "TOPIC_ID",
-        "PARTITIONS",
-        "REPLICATION_FACTOR",
-    ]);
+    let mut table = Table::new(vec!["TOPIC", "TOPIC_ID", "PARTITIONS", "REPLICATION_FACTOR"]);
     for t in topics {
         table.row(vec![
             t.name.clone(),
@@ -435,21 +388,11 @@ pub fn topic_list_table(topics: &[TopicSummaryJson]) -> String {
 }
 
 pub fn deleted_table(d: &DeletedJson) -> String {
-    format!(
-        "deleted topic {:?} (metadata version {})\n",
-        d.deleted, d.metadata_version
-    )
+    format!("deleted topic {:?} (metadata version {})\n", d.deleted, d.metadata_version)
 }
 
 pub fn leader_table(l: &LeaderJson) -> String {
-    let mut table = Table::new(vec![
-        "TOPIC",
-        "PARTITION",
-        "LEADER",
-        "EPOCH",
-        "ENDPOINT",
-        "METADATA_VERSION",
-    ]);
+    let mut table = Table::new(vec!["TOPIC", "PARTITION", "LEADER", "EPOCH", "ENDPOINT", "METADATA_VERSION"]);
     table.row(vec![
         l.topic.clone(),
         l.partition.to_string(),
@@ -462,14 +405,7 @@ pub fn leader_table(l: &LeaderJson) -> String {
 }
 
 pub fn broker_list_table(brokers: &[BrokerJson]) -> String {
-    let mut table = Table::new(vec![
-        "ID",
-        "STATE",
-        "EPOCH",
-        "ENDPOINT",
-        "RACK",
-        "HEARTBEAT_AGE_MS",
-    ]);
+    let mut table = Table::new(vec!["ID", "STATE", "EPOCH", "ENDPOINT", "RACK", "HEARTBEAT_AGE_MS"]);
     for b in brokers {
         table.row(vec![
             b.id.to_string(),
@@ -477,30 +413,16 @@ pub fn broker_list_table(brokers: &[BrokerJson]) -> String {
             b.epoch.to_string(),
             or_dash(&b.endpoint),
             or_dash(&b.rack),
-            if b.last_heartbeat_age_ms < 0 {
-                "-".to_owned()
-            } else {
-                b.last_heartbeat_age_ms.to_string()
-            },
+            if b.last_heartbeat_age_ms < 0 { "-".to_owned() } else { b.last_heartbeat_age_ms.to_string() },
         ]);
     }
     table.render()
 }
 
 pub fn quorum_table(q: &QuorumJson) -> String {
-    let mut summary = Table::new(vec![
-        "LEADER",
-        "TERM",
-        "COMMIT_INDEX",
-        "APPLIED_INDEX",
-        "ANSWERED_BY",
-    ]);
+    let mut summary = Table::new(vec!["LEADER", "TERM", "COMMIT_INDEX", "APPLIED_INDEX", "ANSWERED_BY"]);
     summary.row(vec![
-        if q.leader == 0 {
-            "none".to_owned()
-        } else {
-            q.leader.to_string()
-        },
+        if q.leader == 0 { "none".to_owned() } else { q.leader.to_string() },
         q.term.to_string(),
         q.commit_index.to_string(),
         q.applied_index.to_string(),
@@ -508,25 +430,13 @@ pub fn quorum_table(q: &QuorumJson) -> String {
     ]);
     let mut members = Table::new(vec!["ID", "ADDRESS", "ROLE", "MATCH_INDEX"]);
     for m in &q.members {
-        members.row(vec![
-            m.id.to_string(),
-            or_dash(&m.address),
-            m.role.to_owned(),
-            m.match_index.to_string(),
-        ]);
+        members.row(vec![m.id.to_string(), or_dash(&m.address), m.role.to_owned(), m.match_index.to_string()]);
     }
     format!("{}\n{}", summary.render(), members.render())
 }
 
 pub fn election_table(e: &ElectionJson) -> String {
-    let mut table = Table::new(vec![
-        "TOPIC",
-        "PARTITION",
-        "RESULT",
-        "LEADER",
-        "EPOCH",
-        "MESSAGE",
-    ]);
+    let mut table = Table::new(vec!["TOPIC", "PARTITION", "RESULT", "LEADER", "EPOCH", "MESSAGE"]);
     for r in &e.results {
         table.row(vec![
             r.topic.clone(),
@@ -547,16 +457,8 @@ pub struct WatchTable {
     header_printed: bool,
 }
 
-const WATCH_HEADER: [&str; 8] = [
-    "VERSION",
-    "TOPIC",
-    "PARTITION",
-    "LEADER",
-    "EPOCH",
-    "ISR",
-    "REPLICAS",
-    "LEADER_ENDPOINT",
-];
+const WATCH_HEADER: [&str; 8] =
+    ["VERSION", "TOPIC", "PARTITION", "LEADER", "EPOCH", "ISR", "REPLICAS", "LEADER_ENDPOINT"];
 const WATCH_WIDTHS: [usize; 8] = [8, 20, 9, 6, 5, 10, 10, 0];
 
 impl WatchTable {

@@ -8,7 +8,11 @@ use baton_controller::config::{ControllerConfig, Overrides};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(name = "baton-controller", version, about = "Baton controller: a raft-replicated control plane for Kafka-style brokers")]
+#[command(
+    name = "baton-controller",
+    version,
+    about = "Baton controller: a raft-replicated control plane for Kafka-style brokers"
+)]
 struct Args {
     /// TOML configuration file (overridden by BATON_* env vars, then by flags).
     #[arg(long)]
@@ -43,9 +47,8 @@ fn main() -> anyhow::Result<()> {
     init_tracing(&config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("building the runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("binding {}", config.listen))?;
+        let listener =
+            tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         baton_controller::run(config, listener, shutdown_signal()).await
     })
 }

@@ -26,7 +26,12 @@ fn cluster(brokers: i32) -> (State, u64) {
     index += 1;
     let created = s.apply(
         index,
-        &Command::CreateTopic { name: "t".into(), partitions: 1, replication_factor: brokers.min(3), config: TopicConfig::default() },
+        &Command::CreateTopic {
+            name: "t".into(),
+            partitions: 1,
+            replication_factor: brokers.min(3),
+            config: TopicConfig::default(),
+        },
     );
     assert!(created.outcome.is_ok());
     (s, index)
@@ -135,7 +140,12 @@ fn a_broker_registered_under_this_leader_gets_a_full_session_timeout() {
     // Broker 3 registers long after leadership began.
     state.apply(
         index + 1,
-        &Command::RegisterBroker { broker_id: 3, incarnation_id: "i3".into(), endpoint: "h:3".into(), rack: String::new() },
+        &Command::RegisterBroker {
+            broker_id: 3,
+            incarnation_id: "i3".into(),
+            endpoint: "h:3".into(),
+            rack: String::new(),
+        },
     );
     let first_seen = t0 + timeout * 2;
     let due = l.due_for_fencing(&state, first_seen);
@@ -195,7 +205,10 @@ fn a_new_term_starts_liveness_afresh_even_if_this_node_leads_again() {
     let t1 = t0 + Duration::from_secs(10);
     l.set_leader(true, 2, t1, index);
     assert!(!l.heartbeat(1, epoch, 9, || 0, t1), "a session of the old term was still counted");
-    assert!(l.due_for_fencing(&state, t1 + l.session_timeout() / 2).is_empty(), "the new term fenced before a full timeout");
+    assert!(
+        l.due_for_fencing(&state, t1 + l.session_timeout() / 2).is_empty(),
+        "the new term fenced before a full timeout"
+    );
 }
 
 #[test]
@@ -231,8 +244,16 @@ fn a_replica_rejoins_only_against_offsets_its_leader_reported() {
     let follower = *p.isr.iter().find(|b| **b != p.leader).expect("follower");
     let epoch = state.broker(follower).map(|b| b.epoch).expect("epoch");
     // The follower is fenced (out of the ISR), then registers again.
-    state.apply(index + 1, &Command::FenceBroker { broker_id: follower, broker_epoch: epoch, reason: FenceReason::SessionTimeout });
-    let register = Command::RegisterBroker { broker_id: follower, incarnation_id: "again".into(), endpoint: "h:9".into(), rack: String::new() };
+    state.apply(
+        index + 1,
+        &Command::FenceBroker { broker_id: follower, broker_epoch: epoch, reason: FenceReason::SessionTimeout },
+    );
+    let register = Command::RegisterBroker {
+        broker_id: follower,
+        incarnation_id: "again".into(),
+        endpoint: "h:9".into(),
+        rack: String::new(),
+    };
     state.apply(index + 2, &register);
     assert!(!state.partition("t", 0).expect("p").isr.contains(&follower));
 
@@ -261,8 +282,16 @@ fn without_any_reports_a_replica_rejoins_only_after_a_lease_of_leadership() {
     let p = state.partition("t", 0).expect("partition").clone();
     let follower = *p.isr.iter().find(|b| **b != p.leader).expect("follower");
     let epoch = state.broker(follower).map(|b| b.epoch).expect("epoch");
-    state.apply(index + 1, &Command::FenceBroker { broker_id: follower, broker_epoch: epoch, reason: FenceReason::SessionTimeout });
-    let register = Command::RegisterBroker { broker_id: follower, incarnation_id: "again".into(), endpoint: "h:9".into(), rack: String::new() };
+    state.apply(
+        index + 1,
+        &Command::FenceBroker { broker_id: follower, broker_epoch: epoch, reason: FenceReason::SessionTimeout },
+    );
+    let register = Command::RegisterBroker {
+        broker_id: follower,
+        incarnation_id: "again".into(),
+        endpoint: "h:9".into(),
+        rack: String::new(),
+    };
     state.apply(index + 2, &register);
     let l = liveness(true);
     let t0 = Instant::now();

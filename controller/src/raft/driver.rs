@@ -374,7 +374,8 @@ impl Driver {
 
     fn own_read(&self, ctx: &[u8]) -> Option<u64> {
         let mine = self.read_context(0);
-        (ctx.len() == 24 && ctx[..16] == mine[..16]).then(|| u64::from_le_bytes(ctx[16..].try_into().unwrap_or_default()))
+        (ctx.len() == 24 && ctx[..16] == mine[..16])
+            .then(|| u64::from_le_bytes(ctx[16..].try_into().unwrap_or_default()))
     }
 
     fn own_proposal(&self, context: &[u8]) -> Option<u64> {
@@ -415,11 +416,8 @@ impl Driver {
         let applied = self.metadata.version();
         let is_leader = raft.state == StateRole::Leader;
         let conf = raft.prs().conf().to_conf_state();
-        let match_index = if is_leader {
-            raft.prs().iter().map(|(id, pr)| (*id, pr.matched)).collect()
-        } else {
-            Default::default()
-        };
+        let match_index =
+            if is_leader { raft.prs().iter().map(|(id, pr)| (*id, pr.matched)).collect() } else { Default::default() };
         let status = RaftStatus {
             id: raft.id,
             leader_id: raft.leader_id,

@@ -51,7 +51,8 @@ impl Transport {
         for (&id, addr) in peers.iter().filter(|(id, _)| **id != self_id) {
             let (tx, rx) = mpsc::channel(PEER_QUEUE);
             senders.insert(id, tx);
-            let link = PeerLink { from: self_id, to: id, addr: addr.clone(), driver: driver.clone(), max_message_bytes };
+            let link =
+                PeerLink { from: self_id, to: id, addr: addr.clone(), driver: driver.clone(), max_message_bytes };
             tokio::spawn(link.run(rx));
         }
         Transport { peers: senders, driver }

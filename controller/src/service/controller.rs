@@ -58,12 +58,15 @@ impl Controller for ControllerService {
     ) -> Result<Response<pb::CreateTopicResponse>, Status> {
         if let Route::Leader(addr) = self.shared.forwarder.route(&self.shared.raft, &request)? {
             let inner = request.into_inner();
-            return self.shared.forwarder.controller(&addr, inner, |mut c, r| async move { c.create_topic(r).await }).await;
+            return self
+                .shared
+                .forwarder
+                .controller(&addr, inner, |mut c, r| async move { c.create_topic(r).await })
+                .await;
         }
         let req = request.into_inner();
-        let config = TopicConfig {
-            unclean_leader_election: req.config.as_ref().is_some_and(|c| c.unclean_leader_election),
-        };
+        let config =
+            TopicConfig { unclean_leader_election: req.config.as_ref().is_some_and(|c| c.unclean_leader_election) };
         let command = Command::CreateTopic {
             name: req.name.clone(),
             partitions: req.partitions,
@@ -83,7 +86,11 @@ impl Controller for ControllerService {
     ) -> Result<Response<pb::DeleteTopicResponse>, Status> {
         if let Route::Leader(addr) = self.shared.forwarder.route(&self.shared.raft, &request)? {
             let inner = request.into_inner();
-            return self.shared.forwarder.controller(&addr, inner, |mut c, r| async move { c.delete_topic(r).await }).await;
+            return self
+                .shared
+                .forwarder
+                .controller(&addr, inner, |mut c, r| async move { c.delete_topic(r).await })
+                .await;
         }
         let name = request.into_inner().name;
         let (_, version) = self.commit(Command::DeleteTopic { name }).await?;
@@ -183,7 +190,11 @@ impl Controller for ControllerService {
     ) -> Result<Response<pb::ElectLeadersResponse>, Status> {
         if let Route::Leader(addr) = self.shared.forwarder.route(&self.shared.raft, &request)? {
             let inner = request.into_inner();
-            return self.shared.forwarder.controller(&addr, inner, |mut c, r| async move { c.elect_leaders(r).await }).await;
+            return self
+                .shared
+                .forwarder
+                .controller(&addr, inner, |mut c, r| async move { c.elect_leaders(r).await })
+                .await;
         }
         let req = request.into_inner();
         let election = match pb::ElectionType::try_from(req.election_type) {

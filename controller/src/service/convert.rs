@@ -114,7 +114,12 @@ pub fn chunked(mut update: pb::LeadershipUpdate, max_partitions: usize) -> Vec<p
     let mut iter = tail.into_iter().peekable();
     while iter.peek().is_some() {
         let partitions: Vec<_> = iter.by_ref().take(max).collect();
-        chunks.push(pb::LeadershipUpdate { metadata_version: version, partitions, partial: true, ..Default::default() });
+        chunks.push(pb::LeadershipUpdate {
+            metadata_version: version,
+            partitions,
+            partial: true,
+            ..Default::default()
+        });
     }
     if let Some(last) = chunks.last_mut() {
         last.partial = false;

@@ -60,11 +60,7 @@ pub enum StorageError {
 
     /// An append that would leave a hole in the log or overwrite compacted entries.
     #[error("cannot append at index {append_index}: the log holds [{first_index}, {last_index}]")]
-    AppendOutOfRange {
-        append_index: u64,
-        first_index: u64,
-        last_index: u64,
-    },
+    AppendOutOfRange { append_index: u64, first_index: u64, last_index: u64 },
 
     /// A hard state whose commit index lies beyond the last entry.
     #[error("commit index {commit} is beyond the last log index {last_index}")]
@@ -98,9 +94,7 @@ impl StorageError {
 impl From<redb::Error> for StorageError {
     fn from(e: redb::Error) -> Self {
         match e {
-            redb::Error::Corrupted(what) => StorageError::Corrupt {
-                what: format!("redb: {what}"),
-            },
+            redb::Error::Corrupted(what) => StorageError::Corrupt { what: format!("redb: {what}") },
             other => StorageError::Db(other),
         }
     }
@@ -132,9 +126,7 @@ impl From<StorageError> for raft::Error {
         let store = match e {
             StorageError::Compacted => raft::StorageError::Compacted,
             StorageError::Unavailable => raft::StorageError::Unavailable,
-            StorageError::SnapshotTemporarilyUnavailable => {
-                raft::StorageError::SnapshotTemporarilyUnavailable
-            }
+            StorageError::SnapshotTemporarilyUnavailable => raft::StorageError::SnapshotTemporarilyUnavailable,
             StorageError::SnapshotOutOfDate { .. } => raft::StorageError::SnapshotOutOfDate,
             other => raft::StorageError::Other(Box::new(other)),
         };

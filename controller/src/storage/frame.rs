@@ -44,11 +44,7 @@ pub(super) fn frame_bytes(payload: &[u8]) -> Vec<u8> {
 pub(super) fn frame_message<M: Message>(msg: &M, key: Key) -> Result<Vec<u8>, StorageError> {
     let mut out = Vec::with_capacity(CRC_LEN + msg.compute_size() as usize);
     out.extend_from_slice(&[0; CRC_LEN]);
-    msg.write_to_vec(&mut out)
-        .map_err(|source| StorageError::Codec {
-            what: key.to_string(),
-            source,
-        })?;
+    msg.write_to_vec(&mut out).map_err(|source| StorageError::Codec { what: key.to_string(), source })?;
     let crc = crc32fast::hash(&out[CRC_LEN..]);
     out[..CRC_LEN].copy_from_slice(&crc.to_le_bytes());
     Ok(out)
@@ -57,10 +53,7 @@ pub(super) fn frame_message<M: Message>(msg: &M, key: Key) -> Result<Vec<u8>, St
 /// Verifies a frame's checksum and returns its payload.
 pub(super) fn unframe(framed: &[u8], key: Key) -> Result<&[u8], StorageError> {
     let Some((crc, payload)) = framed.split_first_chunk::<CRC_LEN>() else {
-        return Err(StorageError::corrupt(format!(
-            "{key}: {} bytes is shorter than its checksum",
-            framed.len()
-        )));
+        return Err(StorageError::corrupt(format!("{key}: {} bytes is shorter than its checksum", framed.len())));
     };
     let stored = u32::from_le_bytes(*crc);
     let computed = crc32fast::hash(payload);
@@ -75,10 +68,7 @@ pub(super) fn unframe(framed: &[u8], key: Key) -> Result<&[u8], StorageError> {
 /// Verifies a frame and decodes the protobuf message inside.
 pub(super) fn decode_message<M: Message>(framed: &[u8], key: Key) -> Result<M, StorageError> {
     let payload = unframe(framed, key)?;
-    M::parse_from_bytes(payload).map_err(|source| StorageError::Codec {
-        what: key.to_string(),
-        source,
-    })
+    M::parse_from_bytes(payload).map_err(|source| StorageError::Codec { what: key.to_string(), source })
 }
 
 /// Verifies an entry's frame, decodes it and checks it sits under its own index.
@@ -88,16 +78,10 @@ pub(super) fn decode_entry(index: u64, framed: &[u8]) -> Result<Entry, StorageEr
 
 /// Decodes the payload of a verified frame and checks the entry sits under its own index.
 pub(super) fn parse_entry(index: u64, payload: &[u8]) -> Result<Entry, StorageError> {
-    let entry = Entry::parse_from_bytes(payload).map_err(|source| StorageError::Codec {
-        what: Key::Entry(index).to_string(),
-        source,
-    })?;
+    let entry = Entry::parse_from_bytes(payload)
+        .map_err(|source| StorageError::Codec { what: Key::Entry(index).to_string(), source })?;
     if entry.index != index {
-        return Err(StorageError::corrupt(format!(
-            "{} holds an entry with index {}",
-            Key::Entry(index),
-            entry.index
-        )));
+        return Err(StorageError::corrupt(format!("{} holds an entry with index {}", Key::Entry(index), entry.index)));
     }
     Ok(entry)
 }
@@ -119,14 +103,10 @@ impl LogPoint {
 
     pub(super) fn decode(framed: &[u8], key: Key) -> Result<LogPoint, StorageError> {
         let payload = unframe(framed, key)?;
-        let bad_len =
-            || StorageError::corrupt(format!("{key}: {} bytes, expected 16", payload.len()));
+        let bad_len = || StorageError::corrupt(format!("{key}: {} bytes, expected 16", payload.len()));
         let (index, term) = payload.split_first_chunk::<8>().ok_or_else(bad_len)?;
         let term: &[u8; 8] = term.try_into().map_err(|_| bad_len())?;
-        Ok(LogPoint {
-            index: u64::from_le_bytes(*index),
-            term: u64::from_le_bytes(*term),
-        })
+        Ok(LogPoint { index: u64::from_le_bytes(*index), term: u64::from_le_bytes(*term) })
     }
 }
 
@@ -136,9 +116,8 @@ pub(super) fn encode_u32(value: u32) -> Vec<u8> {
 
 pub(super) fn decode_u32(framed: &[u8], key: Key) -> Result<u32, StorageError> {
     let payload = unframe(framed, key)?;
-    let bytes: &[u8; 4] = payload.try_into().map_err(|_| {
-        StorageError::corrupt(format!("{key}: {} bytes, expected 4", payload.len()))
-    })?;
+    let bytes: &[u8; 4] =
+        payload.try_into().map_err(|_| StorageError::corrupt(format!("{key}: {} bytes, expected 4", payload.len())))?;
     Ok(u32::from_le_bytes(*bytes))
 }
 
@@ -156,30 +135,22 @@ impl SnapshotDescriptor {
     const HEADER_LEN: usize = 12;
 
     pub(super) fn encode(&self, key: Key) -> Result<Vec<u8>, StorageError> {
-        let mut payload =
-            Vec::with_capacity(Self::HEADER_LEN + self.metadata.compute_size() as usize);
+        let mut payload = Vec::with_capacity(Self::HEADER_LEN + self.metadata.compute_size() as usize);
         payload.extend_from_slice(&self.data_len.to_le_bytes());
         payload.extend_from_slice(&self.chunk_count.to_le_bytes());
         self.metadata
             .write_to_vec(&mut payload)
-            .map_err(|source| StorageError::Codec {
-                what: key.to_string(),
-                source,
-            })?;
+            .map_err(|source| StorageError::Codec { what: key.to_string(), source })?;
         Ok(frame_bytes(&payload))
     }
 
     pub(super) fn decode(framed: &[u8], key: Key) -> Result<SnapshotDescriptor, StorageError> {
         let payload = unframe(framed, key)?;
-        let too_short =
-            || StorageError::corrupt(format!("{key}: {} bytes is too short", payload.len()));
+        let too_short = || StorageError::corrupt(format!("{key}: {} bytes is too short", payload.len()));
         let (data_len, rest) = payload.split_first_chunk::<8>().ok_or_else(too_short)?;
         let (chunk_count, metadata) = rest.split_first_chunk::<4>().ok_or_else(too_short)?;
-        let metadata =
-            SnapshotMetadata::parse_from_bytes(metadata).map_err(|source| StorageError::Codec {
-                what: key.to_string(),
-                source,
-            })?;
+        let metadata = SnapshotMetadata::parse_from_bytes(metadata)
+            .map_err(|source| StorageError::Codec { what: key.to_string(), source })?;
         Ok(SnapshotDescriptor {
             data_len: u64::from_le_bytes(*data_len),
             chunk_count: u32::from_le_bytes(*chunk_count),
@@ -195,21 +166,12 @@ mod tests {
     #[test]
     fn frame_round_trips_and_detects_a_flipped_bit() {
         let framed = frame_bytes(b"hello raft");
-        assert_eq!(
-            unframe(&framed, Key::Entry(1)).ok(),
-            Some(&b"hello raft"[..])
-        );
+        assert_eq!(unframe(&framed, Key::Entry(1)).ok(), Some(&b"hello raft"[..]));
         for byte in 0..framed.len() {
             let mut bad = framed.clone();
             bad[byte] ^= 0x10;
-            assert!(matches!(
-                unframe(&bad, Key::Entry(1)),
-                Err(StorageError::Corrupt { .. })
-            ));
+            assert!(matches!(unframe(&bad, Key::Entry(1)), Err(StorageError::Corrupt { .. })));
         }
-        assert!(matches!(
-            unframe(&[1, 2], Key::Entry(1)),
-            Err(StorageError::Corrupt { .. })
-        ));
+        assert!(matches!(unframe(&[1, 2], Key::Entry(1)), Err(StorageError::Corrupt { .. })));
     }
 }

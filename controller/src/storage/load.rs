@@ -2,17 +2,13 @@
 //! verifying everything the in-memory cache holds.
 
 use raft::prelude::{ConfState, HardState};
-use redb::{
-    Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-};
+use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::StorageError;
-use super::frame::{
-    Key, LogPoint, SnapshotDescriptor, decode_entry, decode_message, decode_u32, encode_u32,
-};
+use super::frame::{Key, LogPoint, SnapshotDescriptor, decode_entry, decode_message, decode_u32, encode_u32};
 use super::store::{
-    Cache, ENTRIES, META, META_COMPACTION_POINT, META_CONF_STATE, META_FORMAT_VERSION,
-    META_HARD_STATE, META_SNAPSHOT, SNAPSHOT_CHUNKS,
+    Cache, ENTRIES, META, META_COMPACTION_POINT, META_CONF_STATE, META_FORMAT_VERSION, META_HARD_STATE, META_SNAPSHOT,
+    SNAPSHOT_CHUNKS,
 };
 
 /// Version of the layout of tables and records; stored on creation, checked on open.
@@ -38,10 +34,7 @@ pub(super) fn prepare_tables(db: &Database) -> Result<(), StorageError> {
         match stored {
             Some(FORMAT_VERSION) => {}
             Some(found) => {
-                return Err(StorageError::UnsupportedFormat {
-                    found,
-                    supported: FORMAT_VERSION,
-                });
+                return Err(StorageError::UnsupportedFormat { found, supported: FORMAT_VERSION });
             }
             None if meta.is_empty()? && entries.is_empty()? => {
                 meta.insert(META_FORMAT_VERSION, encode_u32(FORMAT_VERSION).as_slice())?;
@@ -75,16 +68,10 @@ pub(super) fn load(db: &Database) -> Result<Cache, StorageError> {
         None => LogPoint::default(),
     };
     let snapshot = match meta.get(META_SNAPSHOT)? {
-        Some(v) => Some(SnapshotDescriptor::decode(
-            v.value(),
-            Key::Meta(META_SNAPSHOT),
-        )?),
+        Some(v) => Some(SnapshotDescriptor::decode(v.value(), Key::Meta(META_SNAPSHOT))?),
         None => None,
     };
-    let snapshot = snapshot.map(|d| LogPoint {
-        index: d.metadata.index,
-        term: d.metadata.term,
-    });
+    let snapshot = snapshot.map(|d| LogPoint { index: d.metadata.index, term: d.metadata.term });
 
     let entries = txn.open_table(ENTRIES)?;
     let last = verify_log(&entries, compacted)?;
@@ -110,22 +97,13 @@ pub(super) fn load(db: &Database) -> Result<Cache, StorageError> {
         }
         _ => {}
     }
-    Ok(Cache {
-        hard_state,
-        conf_state,
-        compacted,
-        last,
-        snapshot,
-    })
+    Ok(Cache { hard_state, conf_state, compacted, last, snapshot })
 }
 
 /// Checks that the log is one contiguous run starting right after the
 /// compaction point, verifies the first entry and the newest ones, and returns
 /// the last (index, term).
-fn verify_log(
-    entries: &ReadOnlyTable<u64, &'static [u8]>,
-    compacted: LogPoint,
-) -> Result<LogPoint, StorageError> {
+fn verify_log(entries: &ReadOnlyTable<u64, &'static [u8]>, compacted: LogPoint) -> Result<LogPoint, StorageError> {
     let (Some((first, _)), Some((last, _))) = (entries.first()?, entries.last()?) else {
         return Ok(compacted);
     };
@@ -138,9 +116,7 @@ fn verify_log(
     }
     let len = entries.len()?;
     if len != last - first + 1 {
-        return Err(StorageError::corrupt(format!(
-            "the log [{first}, {last}] holds {len} entries: some are missing"
-        )));
+        return Err(StorageError::corrupt(format!("the log [{first}, {last}] holds {len} entries: some are missing")));
     }
 
     if let Some(v) = entries.get(first)? {
@@ -170,10 +146,7 @@ fn verify_log(
             )));
         }
         later_term = entry.term;
-        last_point.get_or_insert(LogPoint {
-            index,
-            term: entry.term,
-        });
+        last_point.get_or_insert(LogPoint { index, term: entry.term });
         checked += 1;
         bytes += framed.len() as u64;
         if checked >= VERIFY_TAIL_ENTRIES || bytes >= VERIFY_TAIL_BYTES {

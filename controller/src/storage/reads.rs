@@ -53,12 +53,7 @@ impl RaftStorage {
     /// one when the range is not empty. `None` or `u64::MAX` means no limit.
     /// Below the first index: `Compacted`; `high` beyond `last + 1`:
     /// `Unavailable` (where `MemStorage` panics).
-    pub fn read_entries(
-        &self,
-        low: u64,
-        high: u64,
-        max_size: Option<u64>,
-    ) -> Result<Vec<Entry>, StorageError> {
+    pub fn read_entries(&self, low: u64, high: u64, max_size: Option<u64>) -> Result<Vec<Entry>, StorageError> {
         let (first, last) = {
             let cache = self.inner.cache.read();
             (cache.first_index(), cache.last.index)
@@ -150,18 +145,14 @@ impl RaftStorage {
         };
         let index = descriptor.metadata.index;
         let data_len = usize::try_from(descriptor.data_len).map_err(|_| {
-            StorageError::corrupt(format!(
-                "snapshot at index {index} claims {} bytes",
-                descriptor.data_len
-            ))
+            StorageError::corrupt(format!("snapshot at index {index} claims {} bytes", descriptor.data_len))
         })?;
         let chunks = txn.open_table(SNAPSHOT_CHUNKS)?;
         let mut data = Vec::with_capacity(data_len);
         for chunk in 0..descriptor.chunk_count {
             let key = Key::SnapshotChunk { index, chunk };
-            let guard = chunks
-                .get((index, chunk))?
-                .ok_or_else(|| StorageError::corrupt(format!("{key} is missing")))?;
+            let guard =
+                chunks.get((index, chunk))?.ok_or_else(|| StorageError::corrupt(format!("{key} is missing")))?;
             data.extend_from_slice(unframe(guard.value(), key)?);
         }
         if data.len() != data_len {
@@ -180,10 +171,7 @@ impl RaftStorage {
 impl raft::Storage for RaftStorage {
     fn initial_state(&self) -> raft::Result<RaftState> {
         let cache = self.inner.cache.read();
-        Ok(RaftState::new(
-            cache.hard_state.clone(),
-            cache.conf_state.clone(),
-        ))
+        Ok(RaftState::new(cache.hard_state.clone(), cache.conf_state.clone()))
     }
 
     fn entries(

@@ -18,8 +18,7 @@ pub(super) const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("ra
 /// Small records keyed by name (the `META_*` constants); value = frame(record).
 pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 /// Data of the latest snapshot, keyed by (snapshot index, chunk number); value = frame(bytes).
-pub(super) const SNAPSHOT_CHUNKS: TableDefinition<(u64, u32), &[u8]> =
-    TableDefinition::new("raft_snapshot_chunks");
+pub(super) const SNAPSHOT_CHUNKS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("raft_snapshot_chunks");
 
 pub(super) const META_FORMAT_VERSION: &str = "format_version";
 pub(super) const META_HARD_STATE: &str = "hard_state";
@@ -119,9 +118,7 @@ impl RaftStorage {
             .create(&path)?;
         if !existed {
             // Make the new file's directory entry durable too.
-            fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_err("fsync directory", dir))?;
+            fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("fsync directory", dir))?;
         }
         load::prepare_tables(&db)?;
         let cache = load::load(&db)?;
@@ -157,11 +154,7 @@ impl RaftStorage {
             if !staged.is_empty() {
                 return Err(StorageError::AlreadyInitialized);
             }
-            put_meta(
-                txn,
-                META_CONF_STATE,
-                &frame_message(conf_state, Key::Meta(META_CONF_STATE))?,
-            )?;
+            put_meta(txn, META_CONF_STATE, &frame_message(conf_state, Key::Meta(META_CONF_STATE))?)?;
             staged.conf_state = conf_state.clone();
             Ok(())
         })
@@ -171,11 +164,7 @@ impl RaftStorage {
     /// `entries` (first deleting any existing entries at index >=
     /// `entries[0].index`: a conflicting suffix) and, when given, store the hard
     /// state. Returns only after the fsync.
-    pub fn append_and_persist(
-        &self,
-        entries: &[Entry],
-        hard_state: Option<&HardState>,
-    ) -> Result<(), StorageError> {
+    pub fn append_and_persist(&self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), StorageError> {
         if entries.is_empty() && hard_state.is_none() {
             return Ok(());
         }
@@ -190,18 +179,11 @@ impl RaftStorage {
                     let framed = frame_message(entry, Key::Entry(entry.index))?;
                     table.insert(entry.index, framed.as_slice())?;
                 }
-                staged.last = LogPoint {
-                    index: last.index,
-                    term: last.term,
-                };
+                staged.last = LogPoint { index: last.index, term: last.term };
             }
             if let Some(hs) = hard_state {
                 check_commit(hs.commit, staged)?;
-                put_meta(
-                    txn,
-                    META_HARD_STATE,
-                    &frame_message(hs, Key::Meta(META_HARD_STATE))?,
-                )?;
+                put_meta(txn, META_HARD_STATE, &frame_message(hs, Key::Meta(META_HARD_STATE))?)?;
                 staged.hard_state = hs.clone();
             }
             Ok(())
@@ -221,11 +203,7 @@ impl RaftStorage {
     /// Persists the conf state (after a conf change was applied), fsynced.
     pub fn set_conf_state(&self, conf_state: &ConfState) -> Result<(), StorageError> {
         self.write(|txn, staged| {
-            put_meta(
-                txn,
-                META_CONF_STATE,
-                &frame_message(conf_state, Key::Meta(META_CONF_STATE))?,
-            )?;
+            put_meta(txn, META_CONF_STATE, &frame_message(conf_state, Key::Meta(META_CONF_STATE))?)?;
             staged.conf_state = conf_state.clone();
             Ok(())
         })
@@ -240,10 +218,7 @@ impl RaftStorage {
     /// snapshot's if lower.
     pub fn apply_snapshot(&self, snapshot: &Snapshot) -> Result<(), StorageError> {
         let meta = snapshot.get_metadata();
-        let point = LogPoint {
-            index: meta.index,
-            term: meta.term,
-        };
+        let point = LogPoint { index: meta.index, term: meta.term };
         self.write(|txn, staged| {
             // Same rule as MemStorage: nothing older than what we already dropped.
             if point.index < staged.first_index() {
@@ -296,23 +271,15 @@ impl RaftStorage {
                 return Err(invalid("older than the stored snapshot"));
             }
             let term = term_in_txn(txn, staged, index)?;
-            let meta = SnapshotMetadata {
-                index,
-                term,
-                conf_state: Some(conf_state.clone()).into(),
-                ..Default::default()
-            };
+            let meta =
+                SnapshotMetadata { index, term, conf_state: Some(conf_state.clone()).into(), ..Default::default() };
             put_snapshot(txn, &meta, &data)?;
             staged.snapshot = Some(LogPoint { index, term });
 
             let compact_to = index.saturating_sub(keep_entries);
             if compact_to > staged.compacted.index {
-                let point = LogPoint {
-                    index: compact_to,
-                    term: term_in_txn(txn, staged, compact_to)?,
-                };
-                txn.open_table(ENTRIES)?
-                    .retain_in(..=compact_to, |_, _| false)?;
+                let point = LogPoint { index: compact_to, term: term_in_txn(txn, staged, compact_to)? };
+                txn.open_table(ENTRIES)?.retain_in(..=compact_to, |_, _| false)?;
                 put_meta(txn, META_COMPACTION_POINT, &point.encode())?;
                 staged.compacted = point;
             }
@@ -363,8 +330,7 @@ impl RaftStorage {
                 }
                 Key::Meta(name) => put_meta(txn, name, value)?,
                 Key::SnapshotChunk { index, chunk } => {
-                    txn.open_table(SNAPSHOT_CHUNKS)?
-                        .insert((index, chunk), value)?;
+                    txn.open_table(SNAPSHOT_CHUNKS)?.insert((index, chunk), value)?;
                 }
             }
             Ok(())
@@ -385,10 +351,7 @@ fn check_append(staged: &Cache, entries: &[Entry]) -> Result<(), StorageError> {
     }
     for (expected, entry) in (first.index..).zip(entries) {
         if entry.index != expected {
-            return Err(StorageError::NonContiguousBatch {
-                expected,
-                found: entry.index,
-            });
+            return Err(StorageError::NonContiguousBatch { expected, found: entry.index });
         }
     }
     Ok(())
@@ -398,10 +361,7 @@ fn check_append(staged: &Cache, entries: &[Entry]) -> Result<(), StorageError> {
 /// refuses such a hard state on restart), so it is refused before writing.
 fn check_commit(commit: u64, staged: &Cache) -> Result<(), StorageError> {
     if commit > staged.last.index {
-        return Err(StorageError::CommitBeyondLog {
-            commit,
-            last_index: staged.last.index,
-        });
+        return Err(StorageError::CommitBeyondLog { commit, last_index: staged.last.index });
     }
     Ok(())
 }
@@ -412,11 +372,7 @@ fn put_meta(txn: &WriteTransaction, name: &str, framed: &[u8]) -> Result<(), Sto
 }
 
 /// Replaces the stored snapshot (only the latest one is kept).
-fn put_snapshot(
-    txn: &WriteTransaction,
-    metadata: &SnapshotMetadata,
-    data: &[u8],
-) -> Result<(), StorageError> {
+fn put_snapshot(txn: &WriteTransaction, metadata: &SnapshotMetadata, data: &[u8]) -> Result<(), StorageError> {
     let mut chunks = txn.open_table(SNAPSHOT_CHUNKS)?;
     chunks.retain(|_, _| false)?;
     let mut chunk_count = 0u32;
@@ -426,16 +382,8 @@ fn put_snapshot(
         chunk_count += 1;
     }
     drop(chunks);
-    let descriptor = SnapshotDescriptor {
-        data_len: data.len() as u64,
-        chunk_count,
-        metadata: metadata.clone(),
-    };
-    put_meta(
-        txn,
-        META_SNAPSHOT,
-        &descriptor.encode(Key::Meta(META_SNAPSHOT))?,
-    )
+    let descriptor = SnapshotDescriptor { data_len: data.len() as u64, chunk_count, metadata: metadata.clone() };
+    put_meta(txn, META_SNAPSHOT, &descriptor.encode(Key::Meta(META_SNAPSHOT))?)
 }
 
 /// Term of `index` as of this transaction (`index` in [compacted, last]).
@@ -447,8 +395,6 @@ fn term_in_txn(txn: &WriteTransaction, staged: &Cache, index: u64) -> Result<u64
         return Ok(staged.last.term);
     }
     let table = txn.open_table(ENTRIES)?;
-    let guard = table
-        .get(index)?
-        .ok_or_else(|| StorageError::corrupt(format!("{} is missing", Key::Entry(index))))?;
+    let guard = table.get(index)?.ok_or_else(|| StorageError::corrupt(format!("{} is missing", Key::Entry(index))))?;
     Ok(decode_entry(index, guard.value())?.term)
 }

@@ -14,12 +14,7 @@ use super::{LogPoint, RaftStorage, SNAPSHOT_CHUNK_BYTES, StorageError};
 type TestResult = Result<(), Box<dyn Error>>;
 
 fn entry(index: u64, term: u64) -> Entry {
-    Entry {
-        index,
-        term,
-        data: format!("payload-{index:06}-{term}").into_bytes().into(),
-        ..Default::default()
-    }
+    Entry { index, term, data: format!("payload-{index:06}-{term}").into_bytes().into(), ..Default::default() }
 }
 
 fn entries(range: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry> {
@@ -27,19 +22,11 @@ fn entries(range: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry> {
 }
 
 fn hard_state(term: u64, vote: u64, commit: u64) -> HardState {
-    HardState {
-        term,
-        vote,
-        commit,
-        ..Default::default()
-    }
+    HardState { term, vote, commit, ..Default::default() }
 }
 
 fn voters(ids: &[u64]) -> ConfState {
-    ConfState {
-        voters: ids.to_vec(),
-        ..Default::default()
-    }
+    ConfState { voters: ids.to_vec(), ..Default::default() }
 }
 
 fn all_entries(store: &RaftStorage) -> Result<Vec<Entry>, StorageError> {
@@ -62,10 +49,7 @@ fn append_then_read_round_trips_entries_and_bounds() -> TestResult {
     let written = entries(1..=10, 1);
     store.append_and_persist(&written, None)?;
     assert_eq!(all_entries(&store)?, written);
-    assert_eq!(
-        store.entries(3, 6, None, GetEntriesContext::empty(false))?,
-        written[2..5].to_vec()
-    );
+    assert_eq!(store.entries(3, 6, None, GetEntriesContext::empty(false))?, written[2..5].to_vec());
     assert_eq!((store.first_index(), store.last_index()), (1, 10));
     assert_eq!(store.term(10)?, 1);
     assert_eq!(store.term(4)?, 1);
@@ -105,10 +89,7 @@ fn appends_that_leave_a_hole_are_refused() -> TestResult {
     let batch = vec![entry(4, 1), entry(6, 1)];
     assert!(matches!(
         store.append_and_persist(&batch, None),
-        Err(StorageError::NonContiguousBatch {
-            expected: 5,
-            found: 6
-        })
+        Err(StorageError::NonContiguousBatch { expected: 5, found: 6 })
     ));
     assert_eq!(store.last_index(), 3);
     assert_eq!(store.hard_state(), HardState::default());
@@ -157,13 +138,7 @@ fn a_commit_beyond_the_log_is_refused() -> TestResult {
     let dir = tempfile::tempdir()?;
     let store = RaftStorage::open(dir.path())?;
     store.append_and_persist(&entries(1..=5, 2), Some(&hard_state(2, 1, 5)))?;
-    assert!(matches!(
-        store.set_commit(6),
-        Err(StorageError::CommitBeyondLog {
-            commit: 6,
-            last_index: 5
-        })
-    ));
+    assert!(matches!(store.set_commit(6), Err(StorageError::CommitBeyondLog { commit: 6, last_index: 5 })));
     let refused = store.append_and_persist(&entries(6..=6, 2), Some(&hard_state(2, 1, 7)));
     assert!(matches!(refused, Err(StorageError::CommitBeyondLog { .. })));
     assert_eq!((store.last_index(), store.hard_state().commit), (5, 5));
@@ -182,10 +157,7 @@ fn initialize_and_conf_state_persist_and_initialize_only_once() -> TestResult {
     let store = RaftStorage::open(dir.path())?;
     store.initialize(&voters(&[1, 2, 3]))?;
     assert!(!store.is_empty());
-    assert!(matches!(
-        store.initialize(&voters(&[4])),
-        Err(StorageError::AlreadyInitialized)
-    ));
+    assert!(matches!(store.initialize(&voters(&[4])), Err(StorageError::AlreadyInitialized)));
     store.set_conf_state(&voters(&[1, 2, 3, 4]))?;
     drop(store);
     let store = RaftStorage::open(dir.path())?;
@@ -212,10 +184,7 @@ fn save_snapshot_compacts_and_term_before_first_index_answers() -> TestResult {
         assert_eq!(store.compaction_point(), LogPoint { index: 5, term: 1 });
         assert_eq!(store.term(5)?, 1);
         assert_eq!(store.term(6)?, 2);
-        assert_eq!(
-            store.term(4),
-            Err(raft::Error::Store(raft::StorageError::Compacted))
-        );
+        assert_eq!(store.term(4), Err(raft::Error::Store(raft::StorageError::Compacted)));
         assert_eq!(
             store.entries(4, 7, None, GetEntriesContext::empty(false)),
             Err(raft::Error::Store(raft::StorageError::Compacted))
@@ -223,18 +192,10 @@ fn save_snapshot_compacts_and_term_before_first_index_answers() -> TestResult {
         assert_eq!(all_entries(store)?, entries(6..=10, 2));
 
         let snap = store.snapshot(0, 2)?;
-        assert_eq!(
-            (snap.get_metadata().index, snap.get_metadata().term),
-            (8, 2)
-        );
+        assert_eq!((snap.get_metadata().index, snap.get_metadata().term), (8, 2));
         assert_eq!(snap.get_metadata().get_conf_state(), &voters(&[1, 2, 3]));
         assert_eq!(snap.get_data(), b"state@8");
-        assert_eq!(
-            store.snapshot(9, 2),
-            Err(raft::Error::Store(
-                raft::StorageError::SnapshotTemporarilyUnavailable
-            ))
-        );
+        assert_eq!(store.snapshot(9, 2), Err(raft::Error::Store(raft::StorageError::SnapshotTemporarilyUnavailable)));
         Ok(())
     };
     check(&store)?;
@@ -247,12 +208,7 @@ fn snapshot_before_any_is_saved_is_temporarily_unavailable() -> TestResult {
     let dir = tempfile::tempdir()?;
     let store = RaftStorage::open(dir.path())?;
     assert!(store.latest_snapshot()?.is_none());
-    assert_eq!(
-        store.snapshot(0, 2),
-        Err(raft::Error::Store(
-            raft::StorageError::SnapshotTemporarilyUnavailable
-        ))
-    );
+    assert_eq!(store.snapshot(0, 2), Err(raft::Error::Store(raft::StorageError::SnapshotTemporarilyUnavailable)));
     Ok(())
 }
 
@@ -268,10 +224,7 @@ fn compacting_the_whole_log_keeps_last_index_and_term() -> TestResult {
     assert_eq!(store.read_entries(5, 5, None)?, vec![]);
     drop(store);
     let store = RaftStorage::open(dir.path())?;
-    assert_eq!(
-        (store.first_index(), store.last_index(), store.term(4)?),
-        (5, 4, 3)
-    );
+    assert_eq!((store.first_index(), store.last_index(), store.term(4)?), (5, 4, 3));
     store.append_and_persist(&entries(5..=6, 3), None)?;
     assert_eq!(all_entries(&store)?, entries(5..=6, 3));
     Ok(())
@@ -303,14 +256,8 @@ fn apply_snapshot_replaces_a_conflicting_log() -> TestResult {
     let check = |store: &RaftStorage| -> TestResult {
         assert_eq!((store.first_index(), store.last_index()), (11, 10));
         assert_eq!(store.term(10)?, 4);
-        assert_eq!(
-            store.term(9),
-            Err(raft::Error::Store(raft::StorageError::Compacted))
-        );
-        assert_eq!(
-            store.term(11),
-            Err(raft::Error::Store(raft::StorageError::Unavailable))
-        );
+        assert_eq!(store.term(9), Err(raft::Error::Store(raft::StorageError::Compacted)));
+        assert_eq!(store.term(11), Err(raft::Error::Store(raft::StorageError::Unavailable)));
         assert_eq!(store.hard_state(), hard_state(4, 3, 10));
         assert_eq!(store.conf_state(), voters(&[1, 2, 3, 4]));
         assert_eq!(store.latest_snapshot()?.as_ref(), Some(&snap));
@@ -327,10 +274,7 @@ fn apply_snapshot_replaces_a_conflicting_log() -> TestResult {
     snap.mut_metadata().index = 9;
     assert!(matches!(
         store.apply_snapshot(&snap),
-        Err(StorageError::SnapshotOutOfDate {
-            index: 9,
-            compacted_index: 10
-        })
+        Err(StorageError::SnapshotOutOfDate { index: 9, compacted_index: 10 })
     ));
     Ok(())
 }
@@ -348,22 +292,10 @@ fn entries_max_size_limits_but_returns_at_least_one() -> TestResult {
 
     let ctx = || GetEntriesContext::empty(false);
     assert_eq!(store.entries(1, 11, 0, ctx())?, written[..1].to_vec());
-    assert_eq!(
-        store.entries(1, 11, size - 1, ctx())?,
-        written[..1].to_vec()
-    );
-    assert_eq!(
-        store.entries(1, 11, size * 3, ctx())?,
-        written[..3].to_vec()
-    );
-    assert_eq!(
-        store.entries(1, 11, size * 3 + 1, ctx())?,
-        written[..3].to_vec()
-    );
-    assert_eq!(
-        store.entries(2, 11, raft::NO_LIMIT, ctx())?,
-        written[1..].to_vec()
-    );
+    assert_eq!(store.entries(1, 11, size - 1, ctx())?, written[..1].to_vec());
+    assert_eq!(store.entries(1, 11, size * 3, ctx())?, written[..3].to_vec());
+    assert_eq!(store.entries(1, 11, size * 3 + 1, ctx())?, written[..3].to_vec());
+    assert_eq!(store.entries(2, 11, raft::NO_LIMIT, ctx())?, written[1..].to_vec());
 
     let mut expected = written[3..].to_vec();
     raft::util::limit_size(&mut expected, Some(size * 4 + 5));
@@ -377,15 +309,9 @@ fn out_of_range_reads_are_errors_not_panics() -> TestResult {
     let store = RaftStorage::open(dir.path())?;
     store.append_and_persist(&entries(1..=3, 1), None)?;
     let ctx = || GetEntriesContext::empty(false);
-    assert_eq!(
-        store.entries(2, 5, None, ctx()),
-        Err(raft::Error::Store(raft::StorageError::Unavailable))
-    );
+    assert_eq!(store.entries(2, 5, None, ctx()), Err(raft::Error::Store(raft::StorageError::Unavailable)));
     assert_eq!(store.entries(4, 4, None, ctx())?, vec![]);
-    assert_eq!(
-        store.term(4),
-        Err(raft::Error::Store(raft::StorageError::Unavailable))
-    );
+    assert_eq!(store.term(4), Err(raft::Error::Store(raft::StorageError::Unavailable)));
     Ok(())
 }
 
@@ -407,13 +333,7 @@ fn five_mib_snapshot_round_trips_through_chunks() -> TestResult {
 
     // A smaller, newer snapshot replaces it entirely (no stale chunk 1 left behind).
     store.save_snapshot(3, &voters(&[1]), vec![1, 2, 3], 10)?;
-    assert_eq!(
-        store
-            .latest_snapshot()?
-            .ok_or("snapshot missing")?
-            .get_data(),
-        &[1, 2, 3]
-    );
+    assert_eq!(store.latest_snapshot()?.ok_or("snapshot missing")?.get_data(), &[1, 2, 3]);
     Ok(())
 }
 
@@ -432,10 +352,7 @@ fn corrupt_entry_frame_fails_open_and_reads() -> TestResult {
     assert!(is_corrupt(&read), "{read:?}");
     assert!(format!("{:?}", read).contains("log entry 2"));
     let raft_err = store.entries(1, 5, None, GetEntriesContext::empty(false));
-    assert!(matches!(
-        raft_err,
-        Err(raft::Error::Store(raft::StorageError::Other(_)))
-    ));
+    assert!(matches!(raft_err, Err(raft::Error::Store(raft::StorageError::Other(_)))));
     assert!(store.term(2).is_err());
     // Entry 2 is outside the tail verified on open: open succeeds, reads fail.
     drop(store);
@@ -495,12 +412,7 @@ fn single_node_raft_runs_on_the_store_and_resumes_after_a_crash() -> TestResult 
     // RawNode resumes with the same term, commit and log.
     use raft::{Config, RawNode};
     let logger = slog::Logger::root(slog::Discard, slog::o!());
-    let config = Config {
-        id: 1,
-        election_tick: 10,
-        heartbeat_tick: 1,
-        ..Default::default()
-    };
+    let config = Config { id: 1, election_tick: 10, heartbeat_tick: 1, ..Default::default() };
 
     let dir = tempfile::tempdir()?;
     let store = RaftStorage::open(dir.path())?;

@@ -20,10 +20,7 @@ fn parse_err(args: &[&str]) -> clap::Error {
 fn global_defaults() {
     let cli = parse(&["topic", "list"]);
     if std::env::var_os("BATON_CONTROLLERS").is_none() {
-        assert_eq!(
-            cli.global.controllers,
-            ["127.0.0.1:7101", "127.0.0.1:7102", "127.0.0.1:7103"]
-        );
+        assert_eq!(cli.global.controllers, ["127.0.0.1:7101", "127.0.0.1:7102", "127.0.0.1:7103"]);
     }
     assert_eq!(cli.global.output, OutputFormat::Table);
     assert_eq!(cli.global.timeout_ms, 5000);
@@ -31,28 +28,10 @@ fn global_defaults() {
 
 #[test]
 fn global_flags_before_or_after_the_subcommand() {
-    let before = parse(&[
-        "--controllers",
-        "a:1,b:2",
-        "--output",
-        "json",
-        "--timeout-ms",
-        "250",
-        "topic",
-        "describe",
-        "t",
-    ]);
-    let after = parse(&[
-        "topic",
-        "describe",
-        "t",
-        "--controllers",
-        "a:1,b:2",
-        "--output",
-        "json",
-        "--timeout-ms",
-        "250",
-    ]);
+    let before =
+        parse(&["--controllers", "a:1,b:2", "--output", "json", "--timeout-ms", "250", "topic", "describe", "t"]);
+    let after =
+        parse(&["topic", "describe", "t", "--controllers", "a:1,b:2", "--output", "json", "--timeout-ms", "250"]);
     for cli in [before, after] {
         assert_eq!(cli.global.controllers, ["a:1", "b:2"]);
         assert_eq!(cli.global.output, OutputFormat::Json);
@@ -62,12 +41,7 @@ fn global_flags_before_or_after_the_subcommand() {
 
 #[test]
 fn controller_addresses_are_validated_and_normalised() {
-    let cli = parse(&[
-        "--controllers",
-        "http://h:7101, 10.0.0.2:7102",
-        "quorum",
-        "status",
-    ]);
+    let cli = parse(&["--controllers", "http://h:7101, 10.0.0.2:7102", "quorum", "status"]);
     assert_eq!(cli.global.controllers, ["h:7101", "10.0.0.2:7102"]);
     parse_err(&["--controllers", "", "quorum", "status"]);
     parse_err(&["--controllers", "nohostport", "quorum", "status"]);
@@ -78,22 +52,9 @@ fn controller_addresses_are_validated_and_normalised() {
 
 #[test]
 fn topic_create() {
-    let cli = parse(&[
-        "topic",
-        "create",
-        "orders",
-        "--partitions",
-        "6",
-        "--replication-factor",
-        "3",
-    ]);
+    let cli = parse(&["topic", "create", "orders", "--partitions", "6", "--replication-factor", "3"]);
     match cli.command {
-        Command::Topic(TopicCommand::Create {
-            name,
-            partitions,
-            replication_factor,
-            unclean_leader_election,
-        }) => {
+        Command::Topic(TopicCommand::Create { name, partitions, replication_factor, unclean_leader_election }) => {
             assert_eq!(name, "orders");
             assert_eq!(partitions, 6);
             assert_eq!(replication_factor, 3);
@@ -111,29 +72,13 @@ fn topic_create() {
         "1",
         "--unclean-leader-election",
     ]);
-    assert!(matches!(
-        cli.command,
-        Command::Topic(TopicCommand::Create {
-            unclean_leader_election: true,
-            ..
-        })
-    ));
+    assert!(matches!(cli.command, Command::Topic(TopicCommand::Create { unclean_leader_election: true, .. })));
     parse_err(&["topic", "create", "orders", "--partitions", "3"]);
     // Out-of-range counts reach the controller, which answers with a typed
     // error (INVALID_PARTITIONS), the same for every client.
     let cli = parse(&["topic", "create", "orders", "--partitions", "-3", "--replication-factor", "0"]);
-    assert!(matches!(
-        cli.command,
-        Command::Topic(TopicCommand::Create { partitions: -3, replication_factor: 0, .. })
-    ));
-    parse_err(&[
-        "topic",
-        "create",
-        "--partitions",
-        "1",
-        "--replication-factor",
-        "1",
-    ]);
+    assert!(matches!(cli.command, Command::Topic(TopicCommand::Create { partitions: -3, replication_factor: 0, .. })));
+    parse_err(&["topic", "create", "--partitions", "1", "--replication-factor", "1"]);
 }
 
 #[test]
@@ -142,22 +87,14 @@ fn topic_delete_list_describe() {
         parse(&["topic", "delete", "t"]).command,
         Command::Topic(TopicCommand::Delete { name }) if name == "t"
     ));
-    assert!(matches!(
-        parse(&["topic", "list"]).command,
-        Command::Topic(TopicCommand::List {
-            linearizable: false
-        })
-    ));
+    assert!(matches!(parse(&["topic", "list"]).command, Command::Topic(TopicCommand::List { linearizable: false })));
     assert!(matches!(
         parse(&["topic", "describe", "t"]).command,
         Command::Topic(TopicCommand::Describe { name, linearizable: false }) if name == "t"
     ));
     assert!(matches!(
         parse(&["topic", "describe", "t", "--linearizable"]).command,
-        Command::Topic(TopicCommand::Describe {
-            linearizable: true,
-            ..
-        })
+        Command::Topic(TopicCommand::Describe { linearizable: true, .. })
     ));
     parse_err(&["topic", "describe"]);
     parse_err(&["topic", "delete"]);
@@ -165,22 +102,8 @@ fn topic_delete_list_describe() {
 
 #[test]
 fn leader_get() {
-    match parse(&[
-        "leader",
-        "get",
-        "t",
-        "3",
-        "--linearizable",
-        "--output",
-        "json",
-    ])
-    .command
-    {
-        Command::Leader(LeaderCommand::Get {
-            topic,
-            partition,
-            linearizable,
-        }) => {
+    match parse(&["leader", "get", "t", "3", "--linearizable", "--output", "json"]).command {
+        Command::Leader(LeaderCommand::Get { topic, partition, linearizable }) => {
             assert_eq!((topic.as_str(), partition, linearizable), ("t", 3, true));
         }
         other => panic!("unexpected {other:?}"),
@@ -191,10 +114,7 @@ fn leader_get() {
 
 #[test]
 fn leader_watch() {
-    assert!(matches!(
-        parse(&["leader", "watch"]).command,
-        Command::Leader(LeaderCommand::Watch { from_version: 0 })
-    ));
+    assert!(matches!(parse(&["leader", "watch"]).command, Command::Leader(LeaderCommand::Watch { from_version: 0 })));
     assert!(matches!(
         parse(&["leader", "watch", "--from-version", "42"]).command,
         Command::Leader(LeaderCommand::Watch { from_version: 42 })
@@ -204,34 +124,15 @@ fn leader_watch() {
 #[test]
 fn leader_elect() {
     match parse(&["leader", "elect"]).command {
-        Command::Leader(LeaderCommand::Elect {
-            election_type,
-            topic,
-            partition,
-        }) => {
+        Command::Leader(LeaderCommand::Elect { election_type, topic, partition }) => {
             assert_eq!(election_type, ElectionKind::Preferred);
             assert_eq!(topic, None);
             assert_eq!(partition, None);
         }
         other => panic!("unexpected {other:?}"),
     }
-    match parse(&[
-        "leader",
-        "elect",
-        "--type",
-        "unclean",
-        "--topic",
-        "t",
-        "--partition",
-        "2",
-    ])
-    .command
-    {
-        Command::Leader(LeaderCommand::Elect {
-            election_type,
-            topic,
-            partition,
-        }) => {
+    match parse(&["leader", "elect", "--type", "unclean", "--topic", "t", "--partition", "2"]).command {
+        Command::Leader(LeaderCommand::Elect { election_type, topic, partition }) => {
             assert_eq!(election_type, ElectionKind::Unclean);
             assert_eq!(topic.as_deref(), Some("t"));
             assert_eq!(partition, Some(2));
@@ -240,10 +141,7 @@ fn leader_elect() {
     }
     assert!(matches!(
         parse(&["leader", "elect", "--type", "preferred", "--topic", "t"]).command,
-        Command::Leader(LeaderCommand::Elect {
-            partition: None,
-            ..
-        })
+        Command::Leader(LeaderCommand::Elect { partition: None, .. })
     ));
     // A partition means nothing without its topic.
     parse_err(&["leader", "elect", "--partition", "1"]);
@@ -252,14 +150,8 @@ fn leader_elect() {
 
 #[test]
 fn broker_and_quorum() {
-    assert!(matches!(
-        parse(&["broker", "list", "--output", "json"]).command,
-        Command::Broker(BrokerCommand::List)
-    ));
-    assert!(matches!(
-        parse(&["quorum", "status", "--output", "json"]).command,
-        Command::Quorum(QuorumCommand::Status)
-    ));
+    assert!(matches!(parse(&["broker", "list", "--output", "json"]).command, Command::Broker(BrokerCommand::List)));
+    assert!(matches!(parse(&["quorum", "status", "--output", "json"]).command, Command::Quorum(QuorumCommand::Status)));
 }
 
 #[test]

@@ -31,22 +31,13 @@ fn unimplemented<T>() -> Result<Response<T>, Status> {
 
 #[async_trait]
 impl Controller for FakeController {
-    async fn create_topic(
-        &self,
-        _: Request<CreateTopicRequest>,
-    ) -> Result<Response<CreateTopicResponse>, Status> {
+    async fn create_topic(&self, _: Request<CreateTopicRequest>) -> Result<Response<CreateTopicResponse>, Status> {
         unimplemented()
     }
-    async fn delete_topic(
-        &self,
-        _: Request<DeleteTopicRequest>,
-    ) -> Result<Response<DeleteTopicResponse>, Status> {
+    async fn delete_topic(&self, _: Request<DeleteTopicRequest>) -> Result<Response<DeleteTopicResponse>, Status> {
         unimplemented()
     }
-    async fn list_topics(
-        &self,
-        _: Request<ListTopicsRequest>,
-    ) -> Result<Response<ListTopicsResponse>, Status> {
+    async fn list_topics(&self, _: Request<ListTopicsRequest>) -> Result<Response<ListTopicsResponse>, Status> {
         unimplemented()
     }
     async fn describe_topic(
@@ -57,32 +48,19 @@ impl Controller for FakeController {
             Behaviour::Follower { hint } => {
                 let mut status = Status::unavailable("not the controller leader");
                 let md = status.metadata_mut();
-                md.insert(
-                    ERROR_METADATA_KEY,
-                    MetadataValue::from_static("NOT_CONTROLLER_LEADER"),
-                );
+                md.insert(ERROR_METADATA_KEY, MetadataValue::from_static("NOT_CONTROLLER_LEADER"));
                 if let Some(v) = hint.as_deref().and_then(|h| h.parse().ok()) {
                     md.insert(LEADER_METADATA_KEY, v);
                 }
                 Err(status)
             }
-            Behaviour::Leader if request.get_ref().name == "t" => {
-                Ok(Response::new(DescribeTopicResponse {
-                    topic: Some(TopicDescription {
-                        name: "t".to_owned(),
-                        topic_id: 1,
-                        config: None,
-                        partitions: vec![],
-                    }),
-                    metadata_version: 7,
-                }))
-            }
+            Behaviour::Leader if request.get_ref().name == "t" => Ok(Response::new(DescribeTopicResponse {
+                topic: Some(TopicDescription { name: "t".to_owned(), topic_id: 1, config: None, partitions: vec![] }),
+                metadata_version: 7,
+            })),
             Behaviour::Leader => {
                 let mut status = Status::not_found("no such topic");
-                status.metadata_mut().insert(
-                    ERROR_METADATA_KEY,
-                    MetadataValue::from_static("TOPIC_NOT_FOUND"),
-                );
+                status.metadata_mut().insert(ERROR_METADATA_KEY, MetadataValue::from_static("TOPIC_NOT_FOUND"));
                 Err(status)
             }
         }
@@ -100,16 +78,10 @@ impl Controller for FakeController {
     ) -> Result<Response<Self::WatchLeadershipStream>, Status> {
         unimplemented()
     }
-    async fn elect_leaders(
-        &self,
-        _: Request<ElectLeadersRequest>,
-    ) -> Result<Response<ElectLeadersResponse>, Status> {
+    async fn elect_leaders(&self, _: Request<ElectLeadersRequest>) -> Result<Response<ElectLeadersResponse>, Status> {
         unimplemented()
     }
-    async fn list_brokers(
-        &self,
-        _: Request<ListBrokersRequest>,
-    ) -> Result<Response<ListBrokersResponse>, Status> {
+    async fn list_brokers(&self, _: Request<ListBrokersRequest>) -> Result<Response<ListBrokersResponse>, Status> {
         unimplemented()
     }
     async fn describe_quorum(
@@ -151,15 +123,9 @@ async fn dead_addr() -> String {
     }
 }
 
-async fn describe(
-    controllers: Vec<String>,
-    name: &str,
-) -> Result<DescribeTopicResponse, ClientError> {
+async fn describe(controllers: Vec<String>, name: &str) -> Result<DescribeTopicResponse, ClientError> {
     let c = Controllers::new(controllers, Duration::from_secs(2));
-    let req = DescribeTopicRequest {
-        name: name.to_owned(),
-        consistency: 0,
-    };
+    let req = DescribeTopicRequest { name: name.to_owned(), consistency: 0 };
     c.call(|mut client| {
         let req = c.unary(req.clone());
         async move { client.describe_topic(req).await }
@@ -171,10 +137,7 @@ async fn describe(
 #[tokio::test]
 async fn follows_the_leader_hint_to_a_controller_not_in_the_list() {
     let leader = spawn(Behaviour::Leader).await;
-    let follower = spawn(Behaviour::Follower {
-        hint: Some(format!("2={leader}")),
-    })
-    .await;
+    let follower = spawn(Behaviour::Follower { hint: Some(format!("2={leader}")) }).await;
     let resp = describe(vec![dead_addr().await, follower.to_string()], "t").await;
     match resp {
         Ok(r) => assert_eq!(r.metadata_version, 7),
@@ -185,10 +148,7 @@ async fn follows_the_leader_hint_to_a_controller_not_in_the_list() {
 #[tokio::test]
 async fn typed_error_from_the_leader_is_final_and_worded() {
     let leader = spawn(Behaviour::Leader).await;
-    let follower = spawn(Behaviour::Follower {
-        hint: Some(format!("2={leader}")),
-    })
-    .await;
+    let follower = spawn(Behaviour::Follower { hint: Some(format!("2={leader}")) }).await;
     match describe(vec![follower.to_string(), leader.to_string()], "x").await {
         Err(e @ ClientError::Rpc(_)) => {
             assert_eq!(e.to_string(), "topic \"x\" not found (TOPIC_NOT_FOUND)")
@@ -200,11 +160,7 @@ async fn typed_error_from_the_leader_is_final_and_worded() {
 #[tokio::test]
 async fn without_a_leader_every_controller_is_tried_then_reported() {
     let f1 = spawn(Behaviour::Follower { hint: None }).await.to_string();
-    let f2 = spawn(Behaviour::Follower {
-        hint: Some("garbage".to_owned()),
-    })
-    .await
-    .to_string();
+    let f2 = spawn(Behaviour::Follower { hint: Some("garbage".to_owned()) }).await.to_string();
     let dead = dead_addr().await;
     match describe(vec![dead.clone(), f1.clone(), f2.clone()], "t").await {
         Err(e @ ClientError::NoController { .. }) => {
@@ -220,16 +176,8 @@ async fn without_a_leader_every_controller_is_tried_then_reported() {
 #[tokio::test]
 async fn a_hint_pointing_at_a_dead_leader_is_taken_once() {
     let dead = dead_addr().await;
-    let f1 = spawn(Behaviour::Follower {
-        hint: Some(format!("3={dead}")),
-    })
-    .await
-    .to_string();
-    let f2 = spawn(Behaviour::Follower {
-        hint: Some(format!("3={dead}")),
-    })
-    .await
-    .to_string();
+    let f1 = spawn(Behaviour::Follower { hint: Some(format!("3={dead}")) }).await.to_string();
+    let f2 = spawn(Behaviour::Follower { hint: Some(format!("3={dead}")) }).await.to_string();
     match describe(vec![f1.clone(), f2.clone()], "t").await {
         Err(ClientError::NoController { tried, .. }) => assert_eq!(tried, vec![f1, dead, f2]),
         other => panic!("expected NoController, got {other:?}"),

@@ -19,19 +19,10 @@ fn addrs(list: &[&str]) -> Vec<String> {
 
 #[test]
 fn leader_hint_parses_id_and_address() {
-    assert_eq!(
-        parse_leader_hint("2=127.0.0.1:7102"),
-        Some(LeaderHint {
-            id: 2,
-            addr: "127.0.0.1:7102".to_owned()
-        })
-    );
+    assert_eq!(parse_leader_hint("2=127.0.0.1:7102"), Some(LeaderHint { id: 2, addr: "127.0.0.1:7102".to_owned() }));
     assert_eq!(
         parse_leader_hint(" 3=ctrl-3.baton.svc:7101 "),
-        Some(LeaderHint {
-            id: 3,
-            addr: "ctrl-3.baton.svc:7101".to_owned()
-        })
+        Some(LeaderHint { id: 3, addr: "ctrl-3.baton.svc:7101".to_owned() })
     );
 }
 
@@ -61,19 +52,11 @@ fn unavailable_with_hint_goes_to_the_hinted_leader() {
     let s = status(
         Code::Unavailable,
         "not the leader",
-        &[
-            (LEADER_METADATA_KEY, "2=127.0.0.1:7102"),
-            (ERROR_METADATA_KEY, "NOT_CONTROLLER_LEADER"),
-        ],
+        &[(LEADER_METADATA_KEY, "2=127.0.0.1:7102"), (ERROR_METADATA_KEY, "NOT_CONTROLLER_LEADER")],
     );
     assert_eq!(
         classify(&s),
-        Disposition::TryNext {
-            hint: Some(LeaderHint {
-                id: 2,
-                addr: "127.0.0.1:7102".to_owned()
-            })
-        }
+        Disposition::TryNext { hint: Some(LeaderHint { id: 2, addr: "127.0.0.1:7102".to_owned() }) }
     );
 }
 
@@ -81,16 +64,9 @@ fn unavailable_with_hint_goes_to_the_hinted_leader() {
 fn unavailable_without_or_with_bad_hint_tries_next() {
     let s = status(Code::Unavailable, "no leader", &[]);
     assert_eq!(classify(&s), Disposition::TryNext { hint: None });
-    let s = status(
-        Code::Unavailable,
-        "no leader",
-        &[(LEADER_METADATA_KEY, "junk")],
-    );
+    let s = status(Code::Unavailable, "no leader", &[(LEADER_METADATA_KEY, "junk")]);
     assert_eq!(classify(&s), Disposition::TryNext { hint: None });
-    assert_eq!(
-        classify(&Status::deadline_exceeded("slow")),
-        Disposition::TryNext { hint: None }
-    );
+    assert_eq!(classify(&Status::deadline_exceeded("slow")), Disposition::TryNext { hint: None });
 }
 
 #[test]
@@ -112,15 +88,9 @@ fn application_errors_are_final() {
     let s = status(
         Code::FailedPrecondition,
         "no",
-        &[
-            (ERROR_METADATA_KEY, "NOT_CONTROLLER_LEADER"),
-            (LEADER_METADATA_KEY, "1=h:1"),
-        ],
+        &[(ERROR_METADATA_KEY, "NOT_CONTROLLER_LEADER"), (LEADER_METADATA_KEY, "1=h:1")],
     );
-    assert!(matches!(
-        classify(&s),
-        Disposition::TryNext { hint: Some(_) }
-    ));
+    assert!(matches!(classify(&s), Disposition::TryNext { hint: Some(_) }));
 }
 
 #[test]
@@ -148,12 +118,7 @@ fn plan_starts_at_an_offset_and_drops_duplicates() {
 #[test]
 fn plan_follows_a_hint_once_then_the_rest() {
     let mut plan = AttemptPlan::new(&addrs(&["a:1", "b:2", "c:3"]), 0);
-    let hint = |addr: &str| {
-        Some(LeaderHint {
-            id: 9,
-            addr: addr.to_owned(),
-        })
-    };
+    let hint = |addr: &str| Some(LeaderHint { id: 9, addr: addr.to_owned() });
     let first = plan.next_addr();
     assert_eq!(first.as_deref(), Some("a:1"));
     plan.on_unavailable("a:1", hint("c:3"));
@@ -170,13 +135,7 @@ fn plan_hint_outside_the_list_is_bounded() {
     let mut plan = AttemptPlan::new(&addrs(&["a:1", "b:2"]), 0);
     let mut seen = Vec::new();
     while let Some(addr) = plan.next_addr() {
-        plan.on_unavailable(
-            &addr,
-            Some(LeaderHint {
-                id: 3,
-                addr: "x:3".to_owned(),
-            }),
-        );
+        plan.on_unavailable(&addr, Some(LeaderHint { id: 3, addr: "x:3".to_owned() }));
         seen.push(addr);
     }
     assert_eq!(seen, ["a:1", "x:3", "b:2"]);
@@ -186,48 +145,24 @@ fn plan_hint_outside_the_list_is_bounded() {
 fn plan_ignores_a_hint_naming_the_refusing_controller() {
     let mut plan = AttemptPlan::new(&addrs(&["a:1", "b:2"]), 0);
     assert_eq!(plan.next_addr().as_deref(), Some("a:1"));
-    plan.on_unavailable(
-        "a:1",
-        Some(LeaderHint {
-            id: 1,
-            addr: "a:1".to_owned(),
-        }),
-    );
+    plan.on_unavailable("a:1", Some(LeaderHint { id: 1, addr: "a:1".to_owned() }));
     assert_eq!(plan.next_addr().as_deref(), Some("b:2"));
     assert_eq!(plan.next_addr(), None);
 }
 
 #[test]
 fn typed_errors_are_worded_with_their_code() {
-    let s = status(
-        Code::NotFound,
-        "no such topic",
-        &[(ERROR_METADATA_KEY, "TOPIC_NOT_FOUND")],
-    );
+    let s = status(Code::NotFound, "no such topic", &[(ERROR_METADATA_KEY, "TOPIC_NOT_FOUND")]);
     let e = ClientError::Rpc(RpcError::from_status(&s)).about(Subject::topic("x"));
     assert_eq!(e.to_string(), "topic \"x\" not found (TOPIC_NOT_FOUND)");
 
-    let s = status(
-        Code::AlreadyExists,
-        "dup",
-        &[(ERROR_METADATA_KEY, "TOPIC_ALREADY_EXISTS")],
-    );
+    let s = status(Code::AlreadyExists, "dup", &[(ERROR_METADATA_KEY, "TOPIC_ALREADY_EXISTS")]);
     let e = ClientError::Rpc(RpcError::from_status(&s)).about(Subject::topic("x"));
-    assert_eq!(
-        e.to_string(),
-        "topic \"x\" already exists (TOPIC_ALREADY_EXISTS)"
-    );
+    assert_eq!(e.to_string(), "topic \"x\" already exists (TOPIC_ALREADY_EXISTS)");
 
-    let s = status(
-        Code::NotFound,
-        "out of range",
-        &[(ERROR_METADATA_KEY, "PARTITION_NOT_FOUND")],
-    );
+    let s = status(Code::NotFound, "out of range", &[(ERROR_METADATA_KEY, "PARTITION_NOT_FOUND")]);
     let e = ClientError::Rpc(RpcError::from_status(&s)).about(Subject::partition("x", 7));
-    assert_eq!(
-        e.to_string(),
-        "partition 7 of topic \"x\" not found (PARTITION_NOT_FOUND)"
-    );
+    assert_eq!(e.to_string(), "partition 7 of topic \"x\" not found (PARTITION_NOT_FOUND)");
 
     // Codes without a dedicated wording keep the server's message.
     let s = status(
@@ -236,21 +171,11 @@ fn typed_errors_are_worded_with_their_code() {
         &[(ERROR_METADATA_KEY, "INVALID_REPLICATION_FACTOR")],
     );
     let e = ClientError::Rpc(RpcError::from_status(&s)).about(Subject::topic("x"));
-    assert_eq!(
-        e.to_string(),
-        "replication factor 3 > 2 live brokers (INVALID_REPLICATION_FACTOR)"
-    );
+    assert_eq!(e.to_string(), "replication factor 3 > 2 live brokers (INVALID_REPLICATION_FACTOR)");
 
     // The full enum name is tolerated too.
-    let s = status(
-        Code::NotFound,
-        "m",
-        &[(ERROR_METADATA_KEY, "ERROR_CODE_TOPIC_NOT_FOUND")],
-    );
-    assert_eq!(
-        RpcError::from_status(&s).error_code.as_deref(),
-        Some("TOPIC_NOT_FOUND")
-    );
+    let s = status(Code::NotFound, "m", &[(ERROR_METADATA_KEY, "ERROR_CODE_TOPIC_NOT_FOUND")]);
+    assert_eq!(RpcError::from_status(&s).error_code.as_deref(), Some("TOPIC_NOT_FOUND"));
 
     // Untyped statuses show the gRPC code.
     let e = ClientError::Rpc(RpcError::from_status(&Status::internal("boom")));

@@ -21,11 +21,7 @@ fn partition(topic: &str, p: i32, leader: i32, replicas: Vec<i32>, isr: Vec<i32>
         partition_epoch: 9,
         replicas,
         isr,
-        leader_endpoint: if leader < 0 {
-            String::new()
-        } else {
-            format!("10.0.0.{leader}:9092")
-        },
+        leader_endpoint: if leader < 0 { String::new() } else { format!("10.0.0.{leader}:9092") },
     }
 }
 
@@ -33,9 +29,7 @@ fn description() -> TopicDescription {
     TopicDescription {
         name: "orders".to_owned(),
         topic_id: 77,
-        config: Some(TopicConfig {
-            unclean_leader_election: true,
-        }),
+        config: Some(TopicConfig { unclean_leader_election: true }),
         // Deliberately out of order: output is by partition index.
         partitions: vec![
             partition("orders", 1, -1, vec![2, 3, 1], vec![]),
@@ -80,11 +74,7 @@ fn describe_json_shape() {
     assert_eq!(p1["partition"], 1);
     assert_eq!(p1["leader"], -1, "no leader is -1");
     assert_eq!(p1["isr"], json!([]));
-    assert_eq!(
-        p1["replicas"],
-        json!([2, 3, 1]),
-        "replica order is preserved"
-    );
+    assert_eq!(p1["replicas"], json!([2, 3, 1]), "replica order is preserved");
 }
 
 #[test]
@@ -119,24 +109,15 @@ fn leader_json_shape() {
 fn broker_state_names() {
     assert_eq!(broker_state_name(BrokerState::Alive as i32), "ALIVE");
     assert_eq!(broker_state_name(BrokerState::Fenced as i32), "FENCED");
-    assert_eq!(
-        broker_state_name(BrokerState::ControlledShutdown as i32),
-        "CONTROLLED_SHUTDOWN"
-    );
+    assert_eq!(broker_state_name(BrokerState::ControlledShutdown as i32), "CONTROLLED_SHUTDOWN");
     assert_eq!(broker_state_name(BrokerState::Drained as i32), "DRAINED");
-    assert_eq!(
-        broker_state_name(BrokerState::Unspecified as i32),
-        "UNSPECIFIED"
-    );
+    assert_eq!(broker_state_name(BrokerState::Unspecified as i32), "UNSPECIFIED");
     assert_eq!(broker_state_name(42), "UNKNOWN(42)");
 }
 
 #[test]
 fn broker_list_json_shape() {
-    let brokers = vec![
-        broker(3, BrokerState::Fenced),
-        broker(1, BrokerState::Alive),
-    ];
+    let brokers = vec![broker(3, BrokerState::Fenced), broker(1, BrokerState::Alive)];
     let v = parsed(&broker_list_json(&brokers));
     let list = v.as_array().cloned().unwrap_or_default();
     assert_eq!(list.len(), 2);
@@ -190,18 +171,8 @@ fn quorum_json_shape() {
 #[test]
 fn topic_list_and_delete_json_shape() {
     let topics = vec![
-        TopicSummary {
-            name: "b".to_owned(),
-            topic_id: 2,
-            partitions: 3,
-            replication_factor: 2,
-        },
-        TopicSummary {
-            name: "a".to_owned(),
-            topic_id: 1,
-            partitions: 1,
-            replication_factor: 1,
-        },
+        TopicSummary { name: "b".to_owned(), topic_id: 2, partitions: 3, replication_factor: 2 },
+        TopicSummary { name: "a".to_owned(), topic_id: 1, partitions: 1, replication_factor: 1 },
     ];
     let v = parsed(&topic_list_json(&topics));
     assert_eq!(
@@ -211,10 +182,7 @@ fn topic_list_and_delete_json_shape() {
             {"name": "b", "topic_id": 2, "partitions": 3, "replication_factor": 2},
         ])
     );
-    let v = parsed(&DeletedJson {
-        deleted: "a".to_owned(),
-        metadata_version: 9,
-    });
+    let v = parsed(&DeletedJson { deleted: "a".to_owned(), metadata_version: 9 });
     assert_eq!(v, json!({"deleted": "a", "metadata_version": 9}));
 }
 
@@ -225,7 +193,9 @@ fn watch_json_shape() {
         full: false,
         partitions: vec![partition("orders", 0, 2, vec![1, 2], vec![2])],
         deleted_topics: vec!["gone".to_owned()],
-        brokers: vec![broker(1, BrokerState::Fenced)], partial: false };
+        brokers: vec![broker(1, BrokerState::Fenced)],
+        partial: false,
+    };
     let v = parsed(&watch_json(&u));
     assert_eq!(v["metadata_version"], 12);
     assert_eq!(v["full"], false);
@@ -246,22 +216,10 @@ fn election_json_and_failures() {
         leader: 2,
         leader_epoch: 3,
     };
-    let not_needed = ElectionResult {
-        partition: 0,
-        error: ErrorCode::ElectionNotNeeded as i32,
-        ..ok.clone()
-    };
-    let failed = ElectionResult {
-        partition: 2,
-        error: ErrorCode::EligibleLeadersNotAvailable as i32,
-        leader: -1,
-        ..ok.clone()
-    };
-    let v = parsed(&election_json(
-        "preferred",
-        &[ok.clone(), not_needed.clone(), failed.clone()],
-        8,
-    ));
+    let not_needed = ElectionResult { partition: 0, error: ErrorCode::ElectionNotNeeded as i32, ..ok.clone() };
+    let failed =
+        ElectionResult { partition: 2, error: ErrorCode::EligibleLeadersNotAvailable as i32, leader: -1, ..ok.clone() };
+    let v = parsed(&election_json("preferred", &[ok.clone(), not_needed.clone(), failed.clone()], 8));
     assert_eq!(v["metadata_version"], 8);
     assert_eq!(v["results"][0]["error"], "ELECTION_NOT_NEEDED");
     assert_eq!(v["results"][1]["error"], Value::Null);
@@ -277,14 +235,8 @@ fn describe_table_is_aligned_with_a_header() {
     let text = topic_table(&topic_json(&description(), 1));
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3);
-    assert!(
-        lines[0].starts_with("TOPIC   PARTITION  LEADER  EPOCH"),
-        "{text}"
-    );
-    assert!(
-        lines[1].starts_with("orders  0          1       4"),
-        "{text}"
-    );
+    assert!(lines[0].starts_with("TOPIC   PARTITION  LEADER  EPOCH"), "{text}");
+    assert!(lines[1].starts_with("orders  0          1       4"), "{text}");
     assert!(lines[2].contains("none"), "{text}");
     // Columns line up: every ISR cell starts where the ISR header does.
     let col = lines[0].find("ISR").unwrap_or_default();
@@ -305,7 +257,9 @@ fn other_tables_have_headers() {
         full: true,
         partitions: vec![partition("t", 0, 1, vec![1], vec![1])],
         deleted_topics: vec![],
-        brokers: vec![], partial: false };
+        brokers: vec![],
+        partial: false,
+    };
     let first = watch.lines(&u);
     assert!(first[0].starts_with("VERSION"));
     assert!(first[1].starts_with("# version 3: full snapshot"));
@@ -316,10 +270,7 @@ fn other_tables_have_headers() {
 #[test]
 fn error_line_is_one_line() {
     let e = anyhow::anyhow!("topic \"x\" not found (TOPIC_NOT_FOUND)");
-    assert_eq!(
-        error_line(&e),
-        "error: topic \"x\" not found (TOPIC_NOT_FOUND)"
-    );
+    assert_eq!(error_line(&e), "error: topic \"x\" not found (TOPIC_NOT_FOUND)");
     let e = anyhow::anyhow!("first\nsecond").context("doing it");
     assert_eq!(error_line(&e), "error: doing it: first second");
 }
