@@ -46,7 +46,7 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
                     tokio::spawn(async move { fence(&shared, broker, epoch, FenceReason::SessionTimeout).await });
                 }
                 checks = checks.wrapping_add(1);
-                if checks % ISR_EVERY_CHECKS == 0 {
+                if checks.is_multiple_of(ISR_EVERY_CHECKS) {
                     alter_isr(&shared, now).await;
                 }
             }

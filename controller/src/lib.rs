@@ -62,8 +62,7 @@ pub async fn run(
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let storage = RaftStorage::open(&config.data_dir).context("opening raft storage")?;
     if storage.is_empty() {
-        let mut cs = ::raft::prelude::ConfState::default();
-        cs.voters = peers.keys().copied().collect();
+        let cs = ::raft::prelude::ConfState { voters: peers.keys().copied().collect(), ..Default::default() };
         storage.initialize(&cs).context("initialising raft storage")?;
         info!(voters = ?cs.voters, "initialised a new raft log");
     }

@@ -162,7 +162,7 @@ impl PeerLink {
                     match m.write_to_bytes() {
                         Ok(bytes) => {
                             batch_bytes += bytes.len();
-                            batch.messages.push(bytes.into());
+                            batch.messages.push(bytes);
                         }
                         Err(e) => warn!(error = %e, "encoding a raft message failed; dropped"),
                     }
@@ -198,13 +198,13 @@ async fn send_snapshot(mut client: RaftClient<Channel>, from: u64, mut msg: Mess
         let mut slices = data.chunks(SNAPSHOT_CHUNK_BYTES).peekable();
         chunks.push(SnapshotChunk {
             from,
-            message: header.into(),
-            data: slices.next().map(|s| s.to_vec()).unwrap_or_default().into(),
+            message: header,
+            data: slices.next().map(|s| s.to_vec()).unwrap_or_default(),
             total_len,
             crc32,
         });
         for s in slices {
-            chunks.push(SnapshotChunk { from, data: s.to_vec().into(), ..Default::default() });
+            chunks.push(SnapshotChunk { from, data: s.to_vec(), ..Default::default() });
         }
         client.send_snapshot(futures::stream::iter(chunks)).await
     }

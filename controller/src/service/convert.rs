@@ -127,31 +127,6 @@ pub fn chunked(mut update: pb::LeadershipUpdate, max_partitions: usize) -> Vec<p
     chunks
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn large_updates_are_split_into_partial_chunks_of_one_version() {
-        let update = pb::LeadershipUpdate {
-            metadata_version: 9,
-            full: true,
-            partitions: (0..25).map(|p| pb::PartitionInfo { partition: p, ..Default::default() }).collect(),
-            deleted_topics: vec!["gone".into()],
-            brokers: vec![pb::BrokerInfo::default()],
-            partial: false,
-        };
-        let chunks = chunked(update, 10);
-        assert_eq!(chunks.iter().map(|c| c.partitions.len()).collect::<Vec<_>>(), vec![10, 10, 5]);
-        assert_eq!(chunks.iter().map(|c| c.partial).collect::<Vec<_>>(), vec![true, true, false]);
-        assert!(chunks[0].full && !chunks[1].full && !chunks[2].full);
-        assert!(chunks.iter().all(|c| c.metadata_version == 9));
-        assert_eq!(chunks[0].deleted_topics.len() + chunks[0].brokers.len(), 2, "extras ride with the first chunk");
-        let small = pb::LeadershipUpdate { metadata_version: 3, ..Default::default() };
-        assert_eq!(chunked(small.clone(), 10), vec![small]);
-    }
-}
-
 /// Where a reader of the update stream stands.
 pub struct UpdateCursor {
     /// None: the next update is a full view.
@@ -200,5 +175,30 @@ impl UpdateCursor {
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_updates_are_split_into_partial_chunks_of_one_version() {
+        let update = pb::LeadershipUpdate {
+            metadata_version: 9,
+            full: true,
+            partitions: (0..25).map(|p| pb::PartitionInfo { partition: p, ..Default::default() }).collect(),
+            deleted_topics: vec!["gone".into()],
+            brokers: vec![pb::BrokerInfo::default()],
+            partial: false,
+        };
+        let chunks = chunked(update, 10);
+        assert_eq!(chunks.iter().map(|c| c.partitions.len()).collect::<Vec<_>>(), vec![10, 10, 5]);
+        assert_eq!(chunks.iter().map(|c| c.partial).collect::<Vec<_>>(), vec![true, true, false]);
+        assert!(chunks[0].full && !chunks[1].full && !chunks[2].full);
+        assert!(chunks.iter().all(|c| c.metadata_version == 9));
+        assert_eq!(chunks[0].deleted_topics.len() + chunks[0].brokers.len(), 2, "extras ride with the first chunk");
+        let small = pb::LeadershipUpdate { metadata_version: 3, ..Default::default() };
+        assert_eq!(chunked(small.clone(), 10), vec![small]);
     }
 }

@@ -213,11 +213,12 @@ async fn pump_updates(
     let mut unknown_history = from_version < metadata.handoff_floor();
     while let Some(updates) = cursor.next(&metadata).await {
         for (_, update) in updates {
-            if unknown_history && update.partitions.iter().any(|p| p.leader == broker) {
-                if !await_predecessor_leases(&shared, &mut status).await {
-                    let _ = tx.send(Err(not_leader(&shared.raft))).await;
-                    return;
-                }
+            if unknown_history
+                && update.partitions.iter().any(|p| p.leader == broker)
+                && !await_predecessor_leases(&shared, &mut status).await
+            {
+                let _ = tx.send(Err(not_leader(&shared.raft))).await;
+                return;
             }
             unknown_history = false;
             if !await_handoffs(&shared, broker, &update, &mut status).await {
