@@ -5,6 +5,9 @@
 //! - [`v1::raft_client`] / [`v1::raft_server`]: controller-to-controller only.
 //! - [`v1::agent_client`] / [`v1::agent_server`]: the sidecar's local API.
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub mod v1 {
     tonic::include_proto!("baton.v1");
 }

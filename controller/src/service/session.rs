@@ -270,7 +270,7 @@ async fn await_handoffs(
         });
         if pending == 0 {
             if waited {
-                debug!(broker, version, "leadership handoff released");
+                info!(broker, version, "leadership handoff released after waiting for the previous leader");
             }
             return true;
         }

@@ -48,6 +48,8 @@
 
 mod error;
 mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 mod load;
 mod reads;
 mod store;

@@ -23,6 +23,8 @@ mod codec;
 pub mod command;
 mod elector;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod index;
 mod invariants;
 pub mod placement;

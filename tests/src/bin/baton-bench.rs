@@ -8,6 +8,10 @@
 //! - `failover-hang`: the same with SIGSTOP (fenced only by session timeout),
 //!   plus a check that no new leader was allowed before the paused broker's
 //!   lease had surely lapsed.
+//!   `--mode cut` isolates broker 1 instead: its sidecar reaches the
+//!   controllers only through three TCP fault proxies, all cut at once
+//!   (blackholed, sockets left open); its own Check must refuse once its lease
+//!   lapsed, and after the heal it must register again.
 //! - `commit`: client-visible propose-to-applied latency of small writes.
 //! - `check`: ns per `Agent::check_produce`.
 //!
@@ -30,11 +34,15 @@ use baton_proto::v1::{
     BrokerState, CheckKind, CheckRequest, CreateTopicRequest, DescribeQuorumRequest, DescribeTopicRequest,
     ListBrokersRequest, WatchLeadershipRequest,
 };
+use baton_tests::nemesis::proxy::Proxy;
 use clap::{Parser, Subcommand, ValueEnum};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use tonic::transport::Channel;
+
+#[path = "../bench/cut.rs"]
+mod cut;
 
 const TOPIC: &str = "bench";
 /// Largest gRPC message the bench accepts (a 30k-partition DescribeTopic is ~2 MB).
@@ -92,7 +100,9 @@ enum Cmd {
     /// only after the session timeout. Also counts overlap violations: a
     /// surviving agent allowed a produce on one of broker 1's partitions before
     /// broker 1's lease had surely lapsed (signal delivered + lease_ms). SIGCONT
-    /// and cleanup after each run.
+    /// and cleanup after each run. With --mode cut, broker 1 is cut off by TCP
+    /// fault proxies instead; its own Check must refuse once its lease lapsed,
+    /// and after the heal it must register again.
     FailoverHang {
         #[arg(long, default_value_t = 1000)]
         partitions: u32,
@@ -139,6 +149,11 @@ enum Cmd {
 enum HangMode {
     /// SIGSTOP the sidecar process (its connections stay open; nothing answers).
     Sigstop,
+    /// Network cut: the sidecar reaches the controllers only through three TCP
+    /// fault proxies (one per controller, the leader's first); all three are
+    /// cut at once (blackholed both ways, sockets left open). The sidecar keeps
+    /// running and answers Check on loopback. Healed after the measurement.
+    Cut,
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -183,10 +198,13 @@ fn main() -> anyhow::Result<()> {
                 Cmd::FailoverCrash { partitions, runs, timeout_secs } => {
                     failover(&options, Fault::Crash, partitions, runs, Duration::from_secs(timeout_secs), 0).await
                 }
-                Cmd::FailoverHang { partitions, mode: HangMode::Sigstop, runs, lease_ms, session_timeout_ms, timeout_secs } => {
+                Cmd::FailoverHang { partitions, mode, runs, lease_ms, session_timeout_ms, timeout_secs } => {
                     failover(
                         &options,
-                        Fault::Sigstop,
+                        match mode {
+                            HangMode::Sigstop => Fault::Sigstop,
+                            HangMode::Cut => Fault::Cut,
+                        },
                         partitions,
                         runs,
                         Duration::from_millis(session_timeout_ms) + Duration::from_secs(timeout_secs),
@@ -335,11 +353,17 @@ struct Cluster {
     controller_addrs: Vec<String>,
     sidecar: Option<Proc>,
     sidecar_addr: String,
+    /// `--mode cut` only: one fault proxy per controller (index = controller
+    /// index); broker 1's sidecar is given only these addresses.
+    proxies: Vec<Proxy>,
     agents: Vec<Agent>,
 }
 
 impl Cluster {
-    async fn start(options: &Options, sidecar: bool, lib_agents: &[i32]) -> anyhow::Result<Cluster> {
+    /// `proxied`: broker 1's sidecar reaches the controllers only through
+    /// [`Cluster::proxies`] (see `cut.rs` for why the leader's proxy goes first
+    /// and how that is verified).
+    async fn start(options: &Options, sidecar: bool, proxied: bool, lib_agents: &[i32]) -> anyhow::Result<Cluster> {
         let mut builder = tempfile::Builder::new();
         builder.prefix("baton-bench-");
         let dir = match &options.data_root {
@@ -359,6 +383,7 @@ impl Cluster {
             controller_addrs: controller_addrs.clone(),
             sidecar: None,
             sidecar_addr: String::new(),
+            proxies: Vec::new(),
             agents: Vec::new(),
         };
         let root = cluster.path().to_path_buf();
@@ -387,20 +412,15 @@ impl Cluster {
         let mut expected = 0;
         if sidecar {
             cluster.sidecar_addr = format!("127.0.0.1:{}", free_port()?);
-            let args = vec![
-                "--broker-id".into(),
-                "1".into(),
-                "--controllers".into(),
-                controllers_flag.clone(),
-                "--advertised".into(),
-                "127.0.0.1:19091".into(),
-                "--listen".into(),
-                cluster.sidecar_addr.clone(),
-                "--rack".into(),
-                "rack-1".into(),
-            ];
-            cluster.sidecar =
-                Some(Proc::spawn(&options.bin_dir.join("baton-agent"), "agent-1", &args, &[], &root.join("agent-1.log"))?);
+            let flag = if proxied {
+                for addr in &controller_addrs {
+                    cluster.proxies.push(Proxy::start(addr.parse()?).await?);
+                }
+                cluster.proxied_controllers_flag(leader)
+            } else {
+                controllers_flag.clone()
+            };
+            cluster.spawn_sidecar(options, &flag, 0)?;
             expected += 1;
         }
         for &id in lib_agents {
@@ -425,7 +445,109 @@ impl Cluster {
             ensure!(Instant::now() < deadline, "only {alive} of {expected} brokers alive after 30 s");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        if sidecar && proxied {
+            cluster.ensure_sidecar_proxied(options).await?;
+        }
         Ok(cluster)
+    }
+
+    /// The sidecar's --controllers in cut mode: the proxies' addresses, the
+    /// leader's first, so it registers and opens its session on the leader
+    /// through a proxy and is never sent a `baton-leader` hint (which names a
+    /// real controller address and would bypass the proxies).
+    fn proxied_controllers_flag(&self, leader: usize) -> String {
+        let n = self.proxies.len();
+        (0..n).map(|i| self.proxies[(leader + i) % n].addr().to_string()).collect::<Vec<_>>().join(",")
+    }
+
+    fn spawn_sidecar(&mut self, options: &Options, controllers: &str, attempt: u32) -> anyhow::Result<()> {
+        let args = vec![
+            "--broker-id".into(),
+            "1".into(),
+            "--controllers".into(),
+            controllers.to_owned(),
+            "--advertised".into(),
+            "127.0.0.1:19091".into(),
+            "--listen".into(),
+            self.sidecar_addr.clone(),
+            "--rack".into(),
+            "rack-1".into(),
+        ];
+        let log = if attempt == 0 { "agent-1".to_owned() } else { format!("agent-1.attempt{attempt}") };
+        let path = self.path().join(format!("{log}.log"));
+        self.sidecar = Some(Proc::spawn(&options.bin_dir.join("baton-agent"), "agent-1", &args, &[], &path)?);
+        Ok(())
+    }
+
+    fn real_ports(&self) -> Vec<u16> {
+        self.controller_addrs.iter().filter_map(|a| a.rsplit_once(':')?.1.parse().ok()).collect()
+    }
+
+    fn proxy_ports(&self) -> Vec<u16> {
+        self.proxies.iter().map(|p| p.addr().port()).collect()
+    }
+
+    fn sidecar_pid(&self) -> anyhow::Result<u32> {
+        self.sidecar.as_ref().and_then(Proc::pid).context("no sidecar")
+    }
+
+    async fn sidecar_client(&self) -> anyhow::Result<AgentClient<Channel>> {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.sidecar_addr))?
+            .tcp_nodelay(true)
+            .connect()
+            .await?;
+        Ok(AgentClient::new(channel))
+    }
+
+    /// Where the sidecar's session is now (Status + its sockets).
+    async fn sidecar_placement(&self) -> anyhow::Result<cut::Placement> {
+        let mut client = self.sidecar_client().await?;
+        Ok(cut::placement(&mut client, self.sidecar_pid()?, &self.real_ports(), &self.proxy_ports()).await)
+    }
+
+    /// Cut mode: waits for the sidecar's session and checks it goes through a
+    /// proxy. If it followed a leader hint to a real controller address (the
+    /// leader changed between our look-up and its registration), the sidecar
+    /// is restarted with the new leader's proxy first (it leads nothing yet,
+    /// so that costs nothing); after 3 tries the run fails.
+    async fn ensure_sidecar_proxied(&mut self, options: &Options) -> anyhow::Result<()> {
+        for attempt in 0..3u32 {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            let placement = loop {
+                let p = self.sidecar_placement().await;
+                if let Ok(p) = &p
+                    && p.connected == Some(true)
+                {
+                    // Let a redirect that is under way show up in the sockets.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    break self.sidecar_placement().await?;
+                }
+                ensure!(Instant::now() < deadline, "broker 1's sidecar never opened its session ({p:?})");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            if placement.isolated() {
+                eprintln!("[cut] broker 1's session goes through a proxy: {}", placement.describe());
+                return Ok(());
+            }
+            eprintln!(
+                "[cut] attempt {}: broker 1's sidecar bypasses the proxies (it followed a leader hint): {}",
+                attempt + 1,
+                placement.describe()
+            );
+            self.keep_logs = true;
+            if attempt == 2 {
+                break;
+            }
+            eprintln!("[cut] restarting broker 1's sidecar with the current leader's proxy first");
+            if let Some(mut p) = self.sidecar.take() {
+                p.kill9();
+            }
+            let leader = self.wait_leader(Duration::from_secs(30)).await?;
+            let flag = self.proxied_controllers_flag(leader);
+            // The next pass waits for the new sidecar's session (it registers first).
+            self.spawn_sidecar(options, &flag, attempt + 1)?;
+        }
+        bail!("broker 1's sidecar bypassed the proxies 3 times in a row; cannot isolate it")
     }
 
     fn path(&self) -> &Path {
@@ -476,6 +598,7 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.sidecar = None;
+        self.proxies.clear();
         self.controllers.clear();
         if (self.keep_logs || std::thread::panicking())
             && let Some(dir) = self.dir.take()
@@ -491,6 +614,14 @@ impl Drop for Cluster {
 enum Fault {
     Crash,
     Sigstop,
+    Cut,
+}
+
+impl Fault {
+    /// Broker 1 stays alive (fenced only by session timeout): lease overlap is checked.
+    fn hang(self) -> bool {
+        matches!(self, Fault::Sigstop | Fault::Cut)
+    }
 }
 
 /// When one surviving agent first enforced the new leader of a partition.
@@ -613,6 +744,7 @@ struct RunResult {
     signal_ms: f64,
     leaders_per_broker: BTreeMap<i32, usize>,
     new_leaders: BTreeMap<i32, usize>,
+    cut: Option<CutResult>,
 }
 
 async fn failover(
@@ -628,13 +760,20 @@ async fn failover(
     let name = match fault {
         Fault::Crash => "failover-crash",
         Fault::Sigstop => "failover-hang (sigstop)",
+        Fault::Cut => "failover-hang (cut)",
     };
     let mut results = Vec::new();
     for run in 1..=runs {
         eprintln!("[{name}] run {run}/{runs}: starting a cluster, topic {TOPIC} with {} partitions, RF 3", 3 * partitions);
-        let mut cluster = Cluster::start(options, true, &[2, 3]).await?;
+        let mut cluster = Cluster::start(options, true, fault == Fault::Cut, &[2, 3]).await?;
         let result = failover_run(&mut cluster, fault, partitions, timeout, lease_ms).await;
-        if result.as_ref().map_or(true, |r| r.early > 0 || r.missing > 0) {
+        let odd = |r: &RunResult| {
+            r.early > 0
+                || r.missing > 0
+                || r.violations > 0
+                || r.cut.as_ref().is_some_and(|c| c.direct_max_during > 0 || c.rejoin_connected_ms.is_none())
+        };
+        if result.as_ref().map_or(true, odd) {
             eprintln!("[{name}] run {run}: anomaly (see below); keeping the logs");
             cluster.keep_logs = true;
         }
@@ -673,6 +812,7 @@ async fn failover(
                 "missing": r.missing,
                 "violations": r.violations,
                 "moved_before_fault": r.early,
+                "cut": r.cut.as_ref().map(cut_json),
             })
         })
         .collect();
@@ -680,7 +820,7 @@ async fn failover(
         "scenario": name,
         "partitions_per_broker": partitions,
         "topic_partitions": 3 * partitions,
-        "lease_ms": if fault == Fault::Sigstop { Some(lease_ms) } else { None },
+        "lease_ms": if fault.hang() { Some(lease_ms) } else { None },
         "runs": runs_json,
         "pooled_failover_ms": stats_json(stats(&pooled)),
         "violations": results.iter().map(|r| r.violations).sum::<usize>(),
@@ -788,28 +928,76 @@ async fn failover_run(
     // Give the watch stream time to open before the fault.
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    // t0 is taken just before the signal; the paused broker's lease ends at
-    // the latest lease_ms after `signalled` (its last heartbeat was sent before).
-    let sidecar_proc = cluster.sidecar.as_mut().context("no sidecar")?;
+    // Cut mode: check the sidecar's session goes through a proxy (else the
+    // cut would not isolate it), and watch its own checks from before the cut.
+    let (lease_end_tx, lease_end_rx) = tokio::sync::watch::channel(None);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut cut_before = None;
+    let mut cut_watch = None;
+    let tracked_list: Vec<i32> = {
+        let mut v: Vec<i32> = tracked.iter().copied().collect();
+        v.sort_unstable();
+        v
+    };
+    if fault == Fault::Cut {
+        let placement = cluster.sidecar_placement().await?;
+        let open: Vec<u64> = cluster.proxies.iter().map(|p| p.stats().open).collect();
+        eprintln!("[cut] before the cut: {} proxies_open={open:?}", placement.describe());
+        ensure!(
+            placement.isolated() && placement.connected == Some(true),
+            "broker 1's session does not go (only) through the proxies before the cut: {}",
+            placement.describe()
+        );
+        cut_watch = Some(tokio::spawn(cut::watch_cut_broker(
+            cluster.sidecar_client().await?,
+            TOPIC.into(),
+            Arc::new(tracked_list.clone()),
+            cluster.sidecar_pid()?,
+            cluster.real_ports(),
+            cluster.proxy_ports(),
+            lease_end_rx,
+            stop_rx,
+        )));
+        cut_before = Some((placement, open));
+        // Some allowed answers before the cut, so the watch has a baseline.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // t0 is taken just before the signal (or the cut); the paused or cut-off
+    // broker's lease ends at the latest lease_ms after `signalled` (its last
+    // acknowledged heartbeat was sent before).
     let t0_wall = std::time::SystemTime::now();
     let t0 = Instant::now();
     match fault {
-        Fault::Crash => sidecar_proc.kill9(),
-        Fault::Sigstop => sidecar_proc.signal("STOP")?,
+        Fault::Crash => cluster.sidecar.as_mut().context("no sidecar")?.kill9(),
+        Fault::Sigstop => cluster.sidecar.as_mut().context("no sidecar")?.signal("STOP")?,
+        Fault::Cut => {
+            for proxy in &cluster.proxies {
+                proxy.cut();
+            }
+        }
     }
     let signalled = Instant::now();
+    let lease_end = signalled + Duration::from_millis(lease_ms);
+    lease_end_tx.send_replace(Some(lease_end));
 
     let mut per_agent = Vec::new();
     for r in recorders {
         per_agent.push(r.await?);
     }
     let controller_applied = controller.await.ok().flatten();
+    let cut_result = match (cut_before, cut_watch) {
+        (Some(before), Some(watch)) => {
+            Some(cut_aftermath(cluster, leader, t0, lease_end, before, watch, stop_tx, &tracked_list).await?)
+        }
+        _ => None,
+    };
+    let sidecar_proc = cluster.sidecar.as_mut().context("no sidecar")?;
     if fault == Fault::Sigstop {
         sidecar_proc.signal("CONT")?;
     }
     sidecar_proc.kill9();
 
-    let lease_end = signalled + Duration::from_millis(lease_ms);
     let mut failover_ms = Vec::with_capacity(tracked.len());
     let mut new_leader_ms = Vec::new();
     let mut new_leaders = BTreeMap::new();
@@ -833,7 +1021,7 @@ async fn failover_run(
             if agent.status().broker_id == new_leader {
                 let at = s.at.expect("checked");
                 new_leader_ms.push(ms(at.saturating_duration_since(t0)));
-                if fault == Fault::Sigstop && at < lease_end {
+                if fault.hang() && at < lease_end {
                     violations += 1;
                 }
             }
@@ -843,8 +1031,18 @@ async fn failover_run(
     let (fence_took_ms, fence_reason) = fence_took_ms(&leader_log);
     let detect_pattern = match fault {
         Fault::Crash => "broker session closed",
-        Fault::Sigstop => "broker session timed out",
+        Fault::Sigstop | Fault::Cut => "broker session timed out",
     };
+    let mut cut_result = cut_result;
+    if let Some(c) = cut_result.as_mut() {
+        c.first_new_leader_allowed_ms = new_leader_ms.iter().copied().min_by(f64::total_cmp);
+        // Broker 1 answered allowed after (or as) a surviving agent was first allowed.
+        c.overlap = match (c.b1_last_allowed_recv_ms, c.first_new_leader_allowed_ms) {
+            (Some(b1), Some(new)) => b1 >= new,
+            _ => false,
+        };
+        violations += c.b1_allowed_after_lease_end as usize + usize::from(c.overlap) + c.sweep_allowed;
+    }
     let detected_ms = log_line_ms(&leader_log, detect_pattern, t0_wall);
     let fenced_ms = log_line_ms(&leader_log, "broker fenced", t0_wall);
     Ok(RunResult {
@@ -862,7 +1060,129 @@ async fn failover_run(
         signal_ms: ms(signalled - t0),
         leaders_per_broker: leaders_per_broker.into_iter().collect(),
         new_leaders,
+        cut: cut_result,
     })
+}
+
+/// Cut mode, after both surviving agents enforce the new leaders: broker 1's
+/// side of the story, then the heal and its re-registration.
+#[derive(Debug, Default)]
+struct CutResult {
+    before: String,
+    proxies_open_before: Vec<u64>,
+    /// While still cut, after the failover.
+    during: String,
+    proxies_open_during: Vec<u64>,
+    /// Most sockets from the sidecar to a real controller port in any sample
+    /// taken every 50 ms from the cut to the heal (must be 0).
+    direct_max_during: usize,
+    direct_example: Option<String>,
+    /// Broker 1's own Check through its sidecar (ms after t0).
+    b1_checks: u64,
+    b1_check_errors: u64,
+    b1_last_allowed_sent_ms: Option<f64>,
+    b1_last_allowed_recv_ms: Option<f64>,
+    b1_first_refused_ms: Option<f64>,
+    b1_disconnected_ms: Option<f64>,
+    b1_lease_zero_ms: Option<f64>,
+    b1_allowed_after_lease_end: u64,
+    /// Every one of broker 1's partitions checked once after the failover.
+    sweep_allowed: usize,
+    sweep_errors: usize,
+    first_new_leader_allowed_ms: Option<f64>,
+    overlap: bool,
+    heal_ms: f64,
+    /// After the heal: broker 1 Alive with a new epoch at the controller, and
+    /// the sidecar connected with it (ms after the heal).
+    rejoin_registered_ms: Option<f64>,
+    rejoin_connected_ms: Option<f64>,
+    epoch_before: u64,
+    epoch_after: Option<u64>,
+    after_heal: String,
+    rejoin_direct: Option<bool>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn cut_aftermath(
+    cluster: &Cluster,
+    leader: usize,
+    t0: Instant,
+    lease_end: Instant,
+    before: (cut::Placement, Vec<u64>),
+    watch: tokio::task::JoinHandle<cut::CutBrokerWatch>,
+    stop: tokio::sync::watch::Sender<bool>,
+    tracked: &[i32],
+) -> anyhow::Result<CutResult> {
+    let after_t0 = |i: Instant| ms(i.saturating_duration_since(t0));
+    // Keep watching broker 1 a little past the failover and its lease end.
+    let until = lease_end.max(Instant::now()) + Duration::from_millis(300);
+    tokio::time::sleep_until(tokio::time::Instant::from_std(until)).await;
+    let during = cluster.sidecar_placement().await?;
+    let proxies_open_during: Vec<u64> = cluster.proxies.iter().map(|p| p.stats().open).collect();
+    stop.send_replace(true);
+    let w = watch.await?;
+    let sidecar = cluster.sidecar_client().await?;
+    let (sweep_allowed, sweep_errors) = cut::sweep(&sidecar, TOPIC, tracked).await;
+    let mut result = CutResult {
+        before: before.0.describe(),
+        proxies_open_before: before.1,
+        during: during.describe(),
+        proxies_open_during,
+        direct_max_during: w.max_direct.max(during.direct.len()),
+        direct_example: w.direct_example.clone().or_else(|| (!during.direct.is_empty()).then(|| during.describe())),
+        b1_checks: w.checks,
+        b1_check_errors: w.check_errors,
+        b1_last_allowed_sent_ms: w.last_allowed_sent.map(after_t0),
+        b1_last_allowed_recv_ms: w.last_allowed_recv.map(after_t0),
+        b1_first_refused_ms: w.first_refused_sent.map(after_t0),
+        b1_disconnected_ms: w.disconnected_at.map(after_t0),
+        b1_lease_zero_ms: w.lease_zero_at.map(after_t0),
+        b1_allowed_after_lease_end: w.allowed_after_lease_end,
+        sweep_allowed,
+        sweep_errors,
+        epoch_before: before.0.broker_epoch.unwrap_or(0),
+        ..CutResult::default()
+    };
+    eprintln!(
+        "[cut] during the cut: {} proxies_open={:?} direct_max={}",
+        result.during, result.proxies_open_during, result.direct_max_during
+    );
+
+    // Heal, then wait for broker 1 to register again (a new epoch) and reopen its session.
+    let healed = Instant::now();
+    for proxy in &cluster.proxies {
+        proxy.heal();
+    }
+    result.heal_ms = after_t0(healed);
+    let mut client = cluster.client(leader).await?;
+    let mut status_client = cluster.sidecar_client().await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && (result.rejoin_registered_ms.is_none() || result.rejoin_connected_ms.is_none()) {
+        if result.rejoin_registered_ms.is_none()
+            && let Ok(r) = client.list_brokers(ListBrokersRequest {}).await
+            && r.into_inner()
+                .brokers
+                .iter()
+                .any(|b| b.id == 1 && b.state == BrokerState::Alive as i32 && b.epoch > result.epoch_before)
+        {
+            result.rejoin_registered_ms = Some(ms(healed.elapsed()));
+        }
+        if result.rejoin_connected_ms.is_none()
+            && let Some(s) = cut::status(&mut status_client).await
+            && s.connected
+            && s.broker_epoch > result.epoch_before
+        {
+            result.rejoin_connected_ms = Some(ms(healed.elapsed()));
+            result.epoch_after = Some(s.broker_epoch);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = cluster.sidecar_placement().await?;
+    result.rejoin_direct = after.connected.map(|_| !after.isolated());
+    result.after_heal = after.describe();
+    eprintln!("[cut] after the heal: {}", result.after_heal);
+    Ok(result)
 }
 
 /// ms after `t0` of the last line of a controller log containing `pattern`
@@ -899,7 +1219,8 @@ fn fence_took_ms(log: &str) -> (Option<f64>, Option<String>) {
 
 fn print_failover(name: &str, partitions: u32, fault: Fault, lease_ms: u64, results: &[RunResult]) {
     println!();
-    println!("{name}: broker 1 led N = {partitions} of {} partitions (RF 3); times in ms after the signal", 3 * partitions);
+    let total = 3 * partitions;
+    println!("{name}: broker 1 led N = {partitions} of {total} partitions (RF 3); times in ms after the signal or cut");
     println!("failover = max over the 2 surviving agents of (instant the agent enforces the new leader - t0)");
     println!("detected / fenced: leader controller's log lines (session closed or timed out / fence applied), ms after t0;");
     println!("ctrl-watch: a WatchLeadership stream on the leader delivered the move; fence-took: propose->applied (log)");
@@ -946,6 +1267,78 @@ fn print_failover(name: &str, partitions: u32, fault: Fault, lease_ms: u64, resu
         let v: usize = results.iter().map(|r| r.violations).sum();
         println!("overlap violations (new leader allowed before signal + lease {lease_ms} ms): {v}");
     }
+    if fault == Fault::Cut {
+        print_cut(lease_ms, results);
+    }
+}
+
+fn print_cut(lease_ms: u64, results: &[RunResult]) {
+    let fmt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+    println!();
+    println!("broker 1 while cut off (ms after the cut; its Check via the sidecar, 4 partitions every 5 ms):");
+    println!("b1-allowed: last Check answered allowed (received); b1-refused: first Check refused (sent);");
+    println!("b1-disc: its Status first said not connected; new-allowed: first surviving new leader allowed;");
+    println!("direct: most sidecar sockets to a real controller port seen after the cut (must be 0);");
+    println!("rejoin: after the heal, ms until broker 1 is Alive with a new epoch / the sidecar's session is open");
+    let header = ["run", "b1-allowed", "b1-refused", "b1-disc", "new-allowed", "direct", "b1-late", "overlap"];
+    let [a, b, c, d, e, f, g, h] = header;
+    println!("{a:>4} {b:>10} {c:>10} {d:>8} {e:>11} {f:>6} {g:>7} {h:>8} {:>8} {:>13} {:>6}", "sweep", "rejoin", "via");
+    for (i, r) in results.iter().enumerate() {
+        let Some(c) = &r.cut else { continue };
+        println!(
+            "{:>4} {:>10} {:>10} {:>8} {:>11} {:>6} {:>7} {:>8} {:>8} {:>13} {:>6}",
+            i + 1,
+            fmt(c.b1_last_allowed_recv_ms),
+            fmt(c.b1_first_refused_ms),
+            fmt(c.b1_disconnected_ms),
+            fmt(c.first_new_leader_allowed_ms),
+            c.direct_max_during,
+            c.b1_allowed_after_lease_end,
+            c.overlap,
+            format!("{}/{}", c.sweep_allowed, r.led),
+            format!("{}/{}", fmt(c.rejoin_registered_ms), fmt(c.rejoin_connected_ms)),
+            match c.rejoin_direct {
+                Some(true) => "direct",
+                Some(false) => "proxy",
+                None => "-",
+            }
+        );
+    }
+    let v: usize = results.iter().map(|r| r.violations).sum();
+    println!(
+        "overlap violations (new leader allowed before cut + lease {lease_ms} ms, broker 1 allowed after it, \
+         or after a new leader was, or in the final sweep): {v}"
+    );
+}
+
+fn cut_json(c: &CutResult) -> Value {
+    json!({
+        "sidecar_before_cut": c.before,
+        "proxies_open_before_cut": c.proxies_open_before,
+        "sidecar_during_cut": c.during,
+        "proxies_open_during_cut": c.proxies_open_during,
+        "direct_sockets_max_during_cut": c.direct_max_during,
+        "direct_example": c.direct_example,
+        "b1_checks": c.b1_checks,
+        "b1_check_errors": c.b1_check_errors,
+        "b1_last_allowed_sent_ms": c.b1_last_allowed_sent_ms,
+        "b1_last_allowed_recv_ms": c.b1_last_allowed_recv_ms,
+        "b1_first_refused_ms": c.b1_first_refused_ms,
+        "b1_status_disconnected_ms": c.b1_disconnected_ms,
+        "b1_status_lease_zero_ms": c.b1_lease_zero_ms,
+        "b1_allowed_after_lease_end": c.b1_allowed_after_lease_end,
+        "b1_sweep_allowed": c.sweep_allowed,
+        "b1_sweep_errors": c.sweep_errors,
+        "first_new_leader_allowed_ms": c.first_new_leader_allowed_ms,
+        "overlap": c.overlap,
+        "heal_ms": c.heal_ms,
+        "rejoin_registered_ms_after_heal": c.rejoin_registered_ms,
+        "rejoin_connected_ms_after_heal": c.rejoin_connected_ms,
+        "broker_epoch_before": c.epoch_before,
+        "broker_epoch_after": c.epoch_after,
+        "sidecar_after_heal": c.after_heal,
+        "rejoined_bypassing_proxies": c.rejoin_direct,
+    })
 }
 
 // --------------------------------------------------------------------- commit
@@ -953,7 +1346,7 @@ fn print_failover(name: &str, partitions: u32, fault: Fault, lease_ms: u64, resu
 async fn commit_bench(options: &Options, count: u32, levels: &[u32], samples: bool) -> anyhow::Result<Value> {
     ensure!((1..=100_000).contains(&count), "--count must be 1..=100000");
     ensure!(levels.iter().all(|c| (1..=1024).contains(c)), "--concurrency levels must be 1..=1024");
-    let cluster = Cluster::start(options, false, &[1]).await?;
+    let cluster = Cluster::start(options, false, false, &[1]).await?;
     let result = commit_levels(&cluster, count, levels).await;
     cluster.stop().await;
     let rows = result?;

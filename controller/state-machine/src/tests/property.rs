@@ -218,3 +218,32 @@ fn random_command_sequences_keep_every_property() {
         assert!(counts.get(kind).copied().unwrap_or(0) >= at_least, "too few {kind}: {counts:?}");
     }
 }
+
+/// The same properties under proptest: each step's command comes from one
+/// generated seed, so a failure shrinks to the shortest sequence of steps
+/// that still breaks a property, and proptest persists it for replay.
+mod shrinking {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+        #[test]
+        fn command_sequences_keep_every_property(seeds in prop::collection::vec(any::<u64>(), 1..120)) {
+            let mut state = State::new();
+            let mut twin = State::new();
+            let mut history = History::default();
+            for (step, seed) in (1_u64..).zip(&seeds) {
+                let command = random_command(&mut super::Rng::new(*seed), &state);
+                let before = state.clone();
+                let applied = state.apply(step, &command);
+                prop_assert_eq!(&applied, &twin.apply(step, &command));
+                check_step(&before, &state, &command, &applied, &mut history);
+            }
+            prop_assert_eq!(state.encode_snapshot(), twin.encode_snapshot());
+            let restored = State::decode_snapshot(&state.encode_snapshot());
+            prop_assert_eq!(restored.as_ref(), Ok(&state));
+        }
+    }
+}
