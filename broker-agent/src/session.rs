@@ -221,13 +221,22 @@ impl Session {
         }
         let controllers = &self.shared.config.controllers;
         // validate() guarantees at least one controller.
-        let address = controllers[self.next_controller % controllers.len().max(1)].clone();
-        let id = self.known_ids.get(&address).copied().unwrap_or(0);
-        ControllerRef { address, id }
+        let entry = &controllers[self.next_controller % controllers.len().max(1)];
+        let (listed_id, address) = parse_controller(entry);
+        let id = listed_id.or_else(|| self.known_ids.get(address).copied()).unwrap_or(0);
+        ControllerRef { address: address.to_owned(), id }
     }
 
-    /// Follows a leader hint; false when stopped.
-    async fn follow(&mut self, to: ControllerRef) -> bool {
+    /// Follows a leader hint; false when stopped. A hint names the leader's
+    /// raft id and the address its peers use; when our --controllers list
+    /// gives that id an address of its own (`id=host:port`), that address is
+    /// the one this broker can reach, and it wins.
+    async fn follow(&mut self, mut to: ControllerRef) -> bool {
+        if let Some(own) = self.shared.config.controllers.iter().map(|c| parse_controller(c)).find_map(|(id, addr)| {
+            (id == Some(to.id)).then_some(addr)
+        }) {
+            to.address = own.to_owned();
+        }
         tracing::info!(controller = %to.address, controller_id = to.id, "following leader hint");
         self.known_ids.insert(to.address.clone(), to.id);
         self.hinted = Some(to);
@@ -687,5 +696,29 @@ mod reassembly_tests {
         let mut pending = None;
         assert_eq!(reassemble(&mut pending, chunk(7, true, true, &[0])), Ok(None));
         assert!(reassemble(&mut pending, chunk(8, false, false, &[1])).is_err());
+    }
+}
+
+/// A `--controllers` entry: `host:port`, or `id=host:port` to say which raft
+/// id answers there (hints naming that id then use this address).
+pub(crate) fn parse_controller(entry: &str) -> (Option<u64>, &str) {
+    match entry.split_once('=') {
+        Some((id, address)) => match id.trim().parse() {
+            Ok(id) => (Some(id), address.trim()),
+            Err(_) => (None, entry),
+        },
+        None => (None, entry),
+    }
+}
+
+#[cfg(test)]
+mod controller_entry_tests {
+    use super::parse_controller;
+
+    #[test]
+    fn controller_entries_may_name_their_raft_id() {
+        assert_eq!(parse_controller("127.0.0.1:7101"), (None, "127.0.0.1:7101"));
+        assert_eq!(parse_controller("2=10.0.0.2:7101"), (Some(2), "10.0.0.2:7101"));
+        assert_eq!(parse_controller("x=10.0.0.2:7101"), (None, "x=10.0.0.2:7101"));
     }
 }

@@ -26,14 +26,25 @@ pub const LONG: Duration = Duration::from_secs(30);
 /// at a time so their timing stays meaningful.
 static CLUSTER_LOCK: Mutex<()> = Mutex::new(());
 
+/// Takes the lock every multi-process cluster of this test binary holds.
+pub(crate) fn cluster_lock() -> MutexGuard<'static, ()> {
+    CLUSTER_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Where the project's binaries are.
 pub fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("BATON_BIN_DIR") {
         return PathBuf::from(dir);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> → target/<profile>
-    let dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
+    // target/<profile>/deps/<test> → target/<profile>; a binary of this
+    // crate (baton-soak) already sits in target/<profile>.
+    let beside = exe.parent().expect("executable dir");
+    let dir = if beside.join("baton-controller").exists() {
+        beside.to_path_buf()
+    } else {
+        beside.parent().expect("target dir").to_path_buf()
+    };
     for bin in ["baton-controller", "baton-agent", "batonctl"] {
         assert!(
             dir.join(bin).exists(),
@@ -63,7 +74,8 @@ pub async fn wait_for<T>(what: &str, timeout: Duration, mut f: impl AsyncFnMut()
     }
 }
 
-struct Proc {
+/// A child process the harness owns: killed (after SIGCONT) on drop.
+pub(crate) struct Proc {
     child: Option<Child>,
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -72,13 +84,13 @@ struct Proc {
 }
 
 impl Proc {
-    fn spawn(binary: &'static str, args: Vec<String>, env: Vec<(String, String)>, log: PathBuf) -> Proc {
+    pub(crate) fn spawn(binary: &'static str, args: Vec<String>, env: Vec<(String, String)>, log: PathBuf) -> Proc {
         let mut p = Proc { child: None, args, env, binary, log };
         p.start();
         p
     }
 
-    fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         assert!(self.child.is_none(), "{} already running", self.binary);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
         let child = Command::new(bin_dir().join(self.binary))
@@ -93,24 +105,24 @@ impl Proc {
         self.child = Some(child);
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).expect("process running")
     }
 
-    fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         let status = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().expect("kill");
         assert!(status.success(), "kill -{sig} {}", self.pid());
     }
 
     /// kill -9 by pid, then reap.
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 
-    fn is_running(&mut self) -> bool {
+    pub(crate) fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 }

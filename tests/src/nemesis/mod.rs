@@ -17,10 +17,23 @@
 //!   overlapping leaders, epochs, lost metadata, leader outside the ISR,
 //!   no leader after heal) and print the five events on each side.
 //!
-//! The nemesis schedule, the workload and the cluster wiring that produce a
-//! history from real processes build on these (the next steps of issue 3).
+//! - [`clock`]: `CLOCK_MONOTONIC` nanoseconds, the stamp of every event.
+//! - [`cluster`]: [`cluster::NemesisCluster`], real controllers and
+//!   `baton-nemesis-broker` processes (the agent library plus a broker loop
+//!   that records every accepted write, see that binary's doc for why its
+//!   stamps make overlap reports sound) with a proxy on every link.
+//! - [`schedule`]: seeded fault schedules; [`workload`]: topic creates and
+//!   deletes, and a `WatchLeadership` reader; [`runner`]: one schedule from
+//!   start to checked history. `tests/tests/nemesis.rs` runs a short fixed
+//!   set of seeds; `baton-soak` loops schedules for any duration.
 
 pub mod checker;
+pub mod client;
+pub mod clock;
+pub mod cluster;
 pub mod history;
 pub mod proxy;
 pub mod report;
+pub mod runner;
+pub mod schedule;
+pub mod workload;

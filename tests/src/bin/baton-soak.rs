@@ -1,0 +1,142 @@
+//! `baton-soak`: runs seeded nemesis schedules back to back for a duration
+//! and prints a summary (schedules, faults by kind, operations, violations).
+//!
+//! ```text
+//! cargo build --workspace --bins --release
+//! cargo run -p baton-tests --release --bin baton-soak -- --duration 30m --seed 1
+//! ```
+//!
+//! Schedule `i` uses seed `--seed + i`, so any failing schedule is replayed
+//! with `--seed <that seed> --schedules 1`. A schedule with violations
+//! prints the checker's report and keeps its folder (logs and histories).
+//! Exits non-zero if any schedule had a violation or failed to run.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use baton_tests::nemesis::runner::{RunConfig, run};
+use baton_tests::nemesis::schedule::FaultKind;
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(name = "baton-soak")]
+struct Flags {
+    /// How long to keep starting schedules: 90s, 30m, 2h.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    duration: Duration,
+    /// Seed of the first schedule; schedule i uses seed + i.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Faults per schedule.
+    #[arg(long, default_value_t = 8)]
+    faults: usize,
+    /// Stop after this many schedules (default: only the duration bounds it).
+    #[arg(long)]
+    schedules: Option<u64>,
+    /// Keep every schedule's folder, not only failing ones.
+    #[arg(long)]
+    keep: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("bad duration {s:?} (e.g. 90s, 30m, 2h)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("bad unit in {s:?}: use s, m or h")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+#[derive(Default)]
+struct Totals {
+    schedules: u64,
+    failed_to_run: u64,
+    faults: BTreeMap<FaultKind, u64>,
+    accepted: u64,
+    refused: u64,
+    observed: u64,
+    metadata_acked: u64,
+    metadata_ambiguous: u64,
+    bad_lines: usize,
+    violations: BTreeMap<String, u64>,
+    failing_seeds: Vec<u64>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let flags = Flags::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let started = Instant::now();
+    let mut totals = Totals::default();
+    let mut i = 0u64;
+    // Bounded by the duration and by --schedules.
+    while started.elapsed() < flags.duration && flags.schedules.is_none_or(|n| i < n) {
+        let seed = flags.seed + i;
+        i += 1;
+        let mut config = RunConfig::new(seed, flags.faults);
+        config.keep_dir = flags.keep;
+        eprintln!("=== schedule {i}, seed {seed} ===");
+        match runtime.block_on(run(&config)) {
+            Ok(outcome) => {
+                totals.schedules += 1;
+                for (k, n) in outcome.faults_by_kind() {
+                    *totals.faults.entry(k).or_default() += n;
+                }
+                totals.accepted += outcome.writes_accepted;
+                totals.refused += outcome.writes_refused;
+                totals.observed += outcome.observed;
+                totals.metadata_acked += outcome.metadata.acked;
+                totals.metadata_ambiguous += outcome.metadata.ambiguous;
+                totals.bad_lines += outcome.bad_lines;
+                for v in &outcome.report.violations {
+                    *totals.violations.entry(format!("{:?}", v.check)).or_default() += 1;
+                }
+                eprintln!(
+                    "seed {seed}: {} violations, {} writes accepted, {:.0?}",
+                    outcome.report.violations.len(),
+                    outcome.writes_accepted,
+                    outcome.elapsed
+                );
+                if !outcome.report.is_ok() {
+                    totals.failing_seeds.push(seed);
+                    println!("seed {seed}:\n{}", outcome.report);
+                }
+                if let Some(dir) = &outcome.kept {
+                    eprintln!("seed {seed}: folder kept in {}", dir.display());
+                }
+            }
+            Err(e) => {
+                totals.failed_to_run += 1;
+                totals.failing_seeds.push(seed);
+                eprintln!("seed {seed}: the run failed: {e:#}");
+            }
+        }
+    }
+    print_summary(&totals, started.elapsed());
+    anyhow::ensure!(totals.failing_seeds.is_empty(), "failing seeds: {:?}", totals.failing_seeds);
+    Ok(())
+}
+
+fn print_summary(t: &Totals, elapsed: Duration) {
+    println!("soak summary ({:.0?})", elapsed);
+    println!("  schedules run:        {} ({} failed to run)", t.schedules, t.failed_to_run);
+    println!("  faults by kind:");
+    for kind in FaultKind::ALL {
+        println!("    {:<28} {}", kind.name(), t.faults.get(&kind).copied().unwrap_or(0));
+    }
+    println!("  writes accepted:      {} (recorded)", t.accepted);
+    println!("  writes refused:       {} (sampled)", t.refused);
+    println!("  leaders observed:     {}", t.observed);
+    println!("  metadata acked:       {} ({} ambiguous, resolved)", t.metadata_acked, t.metadata_ambiguous);
+    println!("  unparsable lines:     {}", t.bad_lines);
+    let total: u64 = t.violations.values().sum();
+    println!("  violations:           {total}");
+    for (check, n) in &t.violations {
+        println!("    {check:<28} {n}");
+    }
+    if !t.failing_seeds.is_empty() {
+        println!("  failing seeds:        {:?}", t.failing_seeds);
+    }
+}

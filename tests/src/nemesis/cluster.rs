@@ -1,0 +1,312 @@
+//! A cluster wired for fault injection: real `baton-controller` processes,
+//! `baton-nemesis-broker` processes (the agent library plus a broker loop
+//! that records its writes) instead of sidecars, and a fault [`Proxy`] on
+//! every link.
+//!
+//! ```text
+//!  broker k ──A(k→j)──▶ controller j          (one proxy per broker and controller)
+//!  controller i ──P(i→j)──▶ controller j      (one proxy per ordered pair)
+//!  runner / workload ────▶ controller j       (real address: client traffic is not faulted)
+//! ```
+//!
+//! Controller `i` listens on its real port and is started with a `--peers`
+//! list naming *itself* at its real address and every other controller `j`
+//! at `P(i→j)`. The controller only requires its own id in `--peers` (its
+//! own entry is never dialled); raft messages `i→j` travel on `i`'s stream
+//! through `P(i→j)`, so cutting `P(i→j)` silences `i→j` and leaves `j→i`
+//! alone. Forwarded writes follow the same path. A `baton-leader` hint from
+//! `i` names `P(i→j)`.
+//!
+//! **Limitation.** An agent that follows such a hint holds its session
+//! through `P(i→j)`, not through its own `A(k→j)`: cutting broker k's agent
+//! links then does not reach that session (the fault is weaker than named),
+//! and cutting controller link `i→j` also cuts it (stronger). Both keep the
+//! history valid; the nemesis event says how many connections each cut
+//! held. A hint naming a per-agent address would need the agent to map
+//! controller ids to its own addresses.
+
+use std::path::PathBuf;
+use std::sync::MutexGuard;
+use std::time::Duration;
+
+use crate::nemesis::client::Api;
+use crate::nemesis::proxy::{Direction, Proxy};
+use crate::{Proc, cluster_lock, free_port};
+
+pub struct NemesisOptions {
+    pub controllers: usize,
+    pub brokers: usize,
+    /// Extra environment for controllers.
+    pub controller_env: Vec<(String, String)>,
+    /// Broker ids (1-based) started with `--ignore-lease` (broken on purpose).
+    pub broken_brokers: Vec<i32>,
+    /// The broker loop's interval.
+    pub interval_ms: u64,
+    /// Seeds the proxies' jitter.
+    pub seed: u64,
+}
+
+impl Default for NemesisOptions {
+    fn default() -> Self {
+        NemesisOptions {
+            controllers: 3,
+            brokers: 3,
+            controller_env: Vec::new(),
+            broken_brokers: Vec::new(),
+            interval_ms: 3,
+            seed: 0,
+        }
+    }
+}
+
+pub struct NemesisCluster {
+    _guard: MutexGuard<'static, ()>,
+    pub dir: tempfile::TempDir,
+    controllers: Vec<Proc>,
+    brokers: Vec<Proc>,
+    paused_brokers: Vec<bool>,
+    /// Real controller addresses (index = raft id - 1).
+    pub controller_addrs: Vec<String>,
+    /// `ctl_links[i][j]`: P(i→j) (None on the diagonal).
+    ctl_links: Vec<Vec<Option<Proxy>>>,
+    /// `agent_links[k][j]`: A(broker k+1 → controller j+1).
+    agent_links: Vec<Vec<Proxy>>,
+    keep: bool,
+}
+
+impl NemesisCluster {
+    /// Starts the proxies and processes and waits until a controller leads and
+    /// every broker is registered and alive.
+    // The std lock is held on purpose for the cluster's whole life: clusters
+    // of one test binary run one at a time (see `crate::cluster_lock`).
+    #[allow(clippy::await_holding_lock)]
+    pub async fn start(options: NemesisOptions) -> anyhow::Result<NemesisCluster> {
+        let guard = cluster_lock();
+        let dir = tempfile::Builder::new().prefix("baton-nemesis-").tempdir()?;
+        let n = options.controllers;
+        let controller_addrs: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+        let mut ctl_links: Vec<Vec<Option<Proxy>>> = Vec::new();
+        for i in 0..n {
+            let mut row = Vec::new();
+            for (j, target) in controller_addrs.iter().enumerate() {
+                row.push(if i == j {
+                    None
+                } else {
+                    let seed = options.seed ^ ((i * 16 + j) as u64);
+                    Some(Proxy::start_seeded(target.parse()?, seed).await?)
+                });
+            }
+            ctl_links.push(row);
+        }
+        let mut controllers = Vec::new();
+        for (i, addr) in controller_addrs.iter().enumerate() {
+            let peers: Vec<String> = (0..n)
+                .map(|j| match &ctl_links[i][j] {
+                    None => format!("{}={addr}", j + 1),
+                    Some(p) => format!("{}={}", j + 1, p.addr()),
+                })
+                .collect();
+            let id = i + 1;
+            let data = dir.path().join(format!("controller-{id}"));
+            let args = vec![
+                "--id".into(),
+                id.to_string(),
+                "--data-dir".into(),
+                data.to_string_lossy().into_owned(),
+                "--listen".into(),
+                addr.clone(),
+                "--peers".into(),
+                peers.join(","),
+            ];
+            let log = dir.path().join(format!("controller-{id}.log"));
+            controllers.push(Proc::spawn("baton-controller", args, options.controller_env.clone(), log));
+        }
+        let mut brokers = Vec::new();
+        let mut agent_links = Vec::new();
+        for k in 0..options.brokers {
+            let mut links = Vec::new();
+            for (j, target) in controller_addrs.iter().enumerate() {
+                let seed = options.seed ^ (0x1000 + (k * 16 + j) as u64);
+                links.push(Proxy::start_seeded(target.parse()?, seed).await?);
+            }
+            let id = (k + 1) as i32;
+            // `id=address`: a leader hint naming controller j+1 then goes
+            // through this broker's own link to it, never around it.
+            let list: Vec<String> = links.iter().enumerate().map(|(j, p)| format!("{}={}", j + 1, p.addr())).collect();
+            let mut args = vec![
+                "--broker-id".to_string(),
+                id.to_string(),
+                "--controllers".into(),
+                list.join(","),
+                "--advertised".into(),
+                format!("127.0.0.1:{}", 29092 + k),
+                "--rack".into(),
+                format!("rack-{}", k % 3),
+                "--history".into(),
+                dir.path().join(format!("broker-{id}.jsonl")).to_string_lossy().into_owned(),
+                "--interval-ms".into(),
+                options.interval_ms.to_string(),
+            ];
+            if options.broken_brokers.contains(&id) {
+                args.push("--ignore-lease".into());
+            }
+            let log = dir.path().join(format!("broker-{id}.log"));
+            brokers.push(Proc::spawn("baton-nemesis-broker", args, Vec::new(), log));
+            agent_links.push(links);
+        }
+        let cluster = NemesisCluster {
+            _guard: guard,
+            dir,
+            controllers,
+            paused_brokers: vec![false; options.brokers],
+            brokers,
+            controller_addrs,
+            ctl_links,
+            agent_links,
+            keep: std::env::var_os("BATON_KEEP_LOGS").is_some(),
+        };
+        cluster.wait_brokers_alive(Duration::from_secs(30)).await?;
+        Ok(cluster)
+    }
+
+    pub fn api(&self) -> Api {
+        Api::new(self.controller_addrs.clone())
+    }
+
+    pub fn controllers(&self) -> usize {
+        self.controllers.len()
+    }
+
+    pub fn brokers(&self) -> usize {
+        self.brokers.len()
+    }
+
+    /// Waits until every broker is registered and ALIVE.
+    pub async fn wait_brokers_alive(&self, within: Duration) -> anyhow::Result<()> {
+        let api = self.api();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Ok(r) = api.list_brokers(Duration::from_secs(1)).await {
+                let alive = r.brokers.iter().filter(|b| b.state == 1).count();
+                if alive == self.brokers.len() {
+                    return Ok(());
+                }
+            }
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "brokers not all alive within {within:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Broker history files (one per broker id; restarts append).
+    pub fn history_files(&self) -> Vec<PathBuf> {
+        (1..=self.brokers.len()).map(|id| self.dir.path().join(format!("broker-{id}.jsonl"))).collect()
+    }
+
+    pub fn kill_controller(&mut self, index: usize) {
+        self.controllers[index].kill9();
+    }
+
+    pub fn restart_controller(&mut self, index: usize) {
+        if !self.controllers[index].is_running() {
+            self.controllers[index].start();
+        }
+    }
+
+    pub fn kill_broker(&mut self, index: usize) {
+        if self.paused_brokers[index] {
+            self.resume_broker(index);
+        }
+        self.brokers[index].kill9();
+    }
+
+    pub fn restart_broker(&mut self, index: usize) {
+        if !self.brokers[index].is_running() {
+            self.brokers[index].start();
+        }
+    }
+
+    pub fn pause_broker(&mut self, index: usize) {
+        self.brokers[index].signal("STOP");
+        self.paused_brokers[index] = true;
+    }
+
+    pub fn resume_broker(&mut self, index: usize) {
+        if self.paused_brokers[index] {
+            self.brokers[index].signal("CONT");
+            self.paused_brokers[index] = false;
+        }
+    }
+
+    /// Cuts broker `k`'s links to every controller (`dir` None: both ways).
+    /// Returns the connections the cut holds.
+    pub fn cut_agent(&self, k: usize, dir: Option<Direction>) -> u64 {
+        let mut open = 0;
+        for link in &self.agent_links[k] {
+            match dir {
+                None => link.cut(),
+                Some(d) => link.cut_one_way(d),
+            }
+            open += link.stats().open;
+        }
+        open
+    }
+
+    /// Cuts controller `i`'s messages to `j` (and `j`'s to `i` when `both`).
+    /// Returns the connections the cut holds.
+    pub fn cut_controllers(&self, i: usize, j: usize, both: bool) -> u64 {
+        let mut open = 0;
+        let pairs: &[(usize, usize)] = if both { &[(i, j), (j, i)] } else { &[(i, j)] };
+        for &(a, b) in pairs {
+            if let Some(link) = &self.ctl_links[a][b] {
+                link.cut();
+                open += link.stats().open;
+            }
+        }
+        open
+    }
+
+    /// Every link passes again, with no delay.
+    pub fn heal_links(&self) {
+        self.ctl_links.iter().flatten().flatten().for_each(|l| l.heal());
+        self.agent_links.iter().flatten().for_each(|l| l.heal());
+    }
+
+    /// Heals every link and makes every process run again.
+    pub fn heal_all(&mut self) {
+        self.heal_links();
+        for i in 0..self.controllers.len() {
+            self.restart_controller(i);
+        }
+        for k in 0..self.brokers.len() {
+            self.resume_broker(k);
+            self.restart_broker(k);
+        }
+    }
+
+    /// Kills every broker (so their history files are complete).
+    pub fn stop_brokers(&mut self) {
+        for k in 0..self.brokers.len() {
+            self.kill_broker(k);
+        }
+    }
+
+    /// Keep the folder (logs, histories) when the cluster is dropped.
+    pub fn keep_dir(&mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for NemesisCluster {
+    fn drop(&mut self) {
+        self.brokers.clear();
+        self.controllers.clear();
+        if std::thread::panicking() || self.keep {
+            let path = self.dir.path().to_path_buf();
+            if let Ok(fresh) = tempfile::tempdir() {
+                let kept = std::mem::replace(&mut self.dir, fresh);
+                let _ = kept.keep();
+                eprintln!("nemesis cluster logs and histories kept in {}", path.display());
+            }
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Nemesis runs: real controllers and nemesis brokers under seeded fault
+//! schedules, each history checked (`baton_tests::nemesis`). A short fixed
+//! set of seeds runs in the suite; `baton-soak` runs any number.
+//!
+//! A failing seed prints the checker's report (each violation with the
+//! events around it) and keeps the cluster folder; replay it with
+//! `cargo run -p baton-tests --release --bin baton-soak -- --seed N --schedules 1 --faults F`.
+
+use std::time::Duration;
+
+use baton_tests::nemesis::checker::Check;
+use baton_tests::nemesis::clock::monotonic_ns;
+use baton_tests::nemesis::cluster::{NemesisCluster, NemesisOptions};
+use baton_tests::nemesis::history::{Event, Recorder};
+use baton_tests::nemesis::runner::{RunConfig, merge, run};
+use baton_tests::nemesis::workload::MetadataWorkload;
+
+/// Faults per schedule in the suite.
+const FAULTS: usize = 4;
+
+async fn seed(seed: u64) {
+    let outcome = run(&RunConfig::new(seed, FAULTS)).await.unwrap_or_else(|e| panic!("seed {seed}: {e:#}"));
+    eprintln!(
+        "seed {seed}: {:.1?}, {} writes accepted (recorded), {} refusals (sampled), {} leaders observed, {:?}",
+        outcome.elapsed, outcome.writes_accepted, outcome.writes_refused, outcome.observed, outcome.metadata
+    );
+    for f in &outcome.schedule {
+        eprintln!("  fault: {f}");
+    }
+    eprintln!("{}", outcome.report);
+    assert!(outcome.writes_accepted > 1000, "seed {seed}: the brokers hardly wrote ({})", outcome.writes_accepted);
+    assert_eq!(outcome.bad_lines, 0, "seed {seed}: torn history lines");
+    assert!(outcome.report.is_ok(), "seed {seed}: the checker found violations:\n{}", outcome.report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nemesis_seed_1() {
+    seed(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nemesis_seed_2() {
+    seed(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nemesis_seed_3() {
+    seed(3).await;
+}
+
+/// The checker's own test: a broker that ignores its lease (accepts
+/// whenever its view says it leads) is frozen past the session timeout; its
+/// partitions move; when it wakes it writes at its old epoch before it
+/// hears of the move. The checker must call that an overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_ignores_its_lease_is_caught() {
+    let options = NemesisOptions { broken_brokers: vec![1], ..Default::default() };
+    let mut cluster = NemesisCluster::start(options).await.expect("cluster");
+    let runner_file = cluster.dir.path().join("runner.jsonl");
+    let rec = std::sync::Arc::new(Recorder::create(&runner_file).expect("recorder"));
+    let mut workload = MetadataWorkload::new(cluster.api(), rec.clone(), 99);
+    // Three partitions over three brokers: broker 1 leads at least one.
+    for _ in 0..3 {
+        workload.create().await;
+    }
+    let led = async || {
+        let api = cluster.api();
+        let list = api.list_topics(Duration::from_secs(5)).await.ok()?;
+        for t in list.topics {
+            let d = api.describe(&t.name, Duration::from_secs(5)).await.ok()?;
+            if d.topic?.partitions.iter().any(|p| p.leader == 1) {
+                return Some(());
+            }
+        }
+        None
+    };
+    baton_tests::wait_for("broker 1 leads a partition", Duration::from_secs(20), led).await;
+    // Let it write at its epoch (recorded writes need a previous accept).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let what = "pause-broker>session broker-1 (ignores its lease) for 5000 ms".to_string();
+    rec.record(&Event::Nemesis { t_ns: monotonic_ns(), what }).expect("record");
+    cluster.pause_broker(0);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    cluster.resume_broker(0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.stop_brokers();
+    rec.flush().expect("flush");
+    let mut files = cluster.history_files();
+    files.push(runner_file);
+    let (events, bad) = merge(&files).expect("histories");
+    assert_eq!(bad, 0);
+    let report = baton_tests::nemesis::checker::check(events, &Default::default());
+    eprintln!("{report}");
+    assert!(
+        report.count(Check::OverlappingLeaders) >= 1,
+        "the checker missed a broker that ignores its lease:\n{report}"
+    );
+}
