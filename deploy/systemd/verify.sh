@@ -8,7 +8,9 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+# Release binaries if built, else the debug ones scripts/test.sh builds.
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+[[ -x "$BIN/baton-controller" ]] || BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug
 if ! command -v systemd-analyze >/dev/null 2>&1; then
   echo "[systemd-verify] SKIPPED: systemd-analyze is not installed"
   exit 0
