@@ -232,9 +232,14 @@ impl Session {
     /// gives that id an address of its own (`id=host:port`), that address is
     /// the one this broker can reach, and it wins.
     async fn follow(&mut self, mut to: ControllerRef) -> bool {
-        if let Some(own) = self.shared.config.controllers.iter().map(|c| parse_controller(c)).find_map(|(id, addr)| {
-            (id == Some(to.id)).then_some(addr)
-        }) {
+        if let Some(own) = self
+            .shared
+            .config
+            .controllers
+            .iter()
+            .map(|c| parse_controller(c))
+            .find_map(|(id, addr)| (id == Some(to.id)).then_some(addr))
+        {
             to.address = own.to_owned();
         }
         tracing::info!(controller = %to.address, controller_id = to.id, "following leader hint");
@@ -462,7 +467,7 @@ impl Session {
                     let stall_limit = granted.unwrap_or(config.rpc_timeout).max(config.rpc_timeout);
                     if last_ack.elapsed() > stall_limit {
                         // Abandoning a stream that may still be open: suspend first.
-                        tracing::warn!(stall_ms = stall_limit.as_millis() as u64, "no ack for a whole lease; suspending and abandoning the session");
+                        tracing::warn!(stall_ms = stall_limit.as_millis() as u64, "no ack for the longer of the last lease and the rpc timeout; suspending and abandoning the session");
                         self.shared.lease.suspend();
                         break StreamEnd::Failed;
                     }
