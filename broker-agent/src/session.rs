@@ -452,7 +452,14 @@ impl Session {
                                 break StreamEnd::Failed;
                             }
                         };
-                        if self.apply(&update) && matches!(self.send_heartbeat(&tx, false), Sent::Closed) {
+                        // Heartbeat at once when leadership was taken (the
+                        // controller waits for our acknowledgement to hand it
+                        // on) or when we hold no lease (the controller grants
+                        // only once we report the version we just applied).
+                        let lost = self.apply(&update);
+                        if (lost || !self.shared.lease.is_valid_now())
+                            && matches!(self.send_heartbeat(&tx, false), Sent::Closed)
+                        {
                             break StreamEnd::Failed;
                         }
                     }

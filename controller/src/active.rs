@@ -57,17 +57,20 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
 /// Proposes one FenceBroker entry; on failure the broker may be fenced again later.
 pub async fn fence(shared: &Shared, broker: BrokerId, epoch: u64, reason: FenceReason) {
     let started = Instant::now();
-    match shared.raft.propose(&Command::FenceBroker { broker_id: broker, broker_epoch: epoch, reason }).await {
+    match shared.propose(&Command::FenceBroker { broker_id: broker, broker_epoch: epoch, reason }).await {
         Ok(p) => match p.outcome {
-            Ok(Outcome::BrokerFenced { partitions_moved }) => info!(
-                broker,
-                epoch,
-                ?reason,
-                partitions_moved,
-                index = p.index,
-                took_ms = started.elapsed().as_millis() as u64,
-                "broker fenced"
-            ),
+            Ok(Outcome::BrokerFenced { partitions_moved }) => {
+                shared.metrics.observe_fence(reason, started.elapsed());
+                info!(
+                    broker,
+                    epoch,
+                    ?reason,
+                    partitions_moved,
+                    index = p.index,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "broker fenced"
+                )
+            }
             Ok(other) => debug!(broker, ?other, "fence applied"),
             Err(e) => debug!(broker, error = %e, "fence not needed"),
         },
@@ -91,7 +94,7 @@ async fn alter_isr(shared: &Shared, now: Instant) {
         return;
     }
     let count = changes.len();
-    match shared.raft.propose(&Command::AlterIsr { changes }).await {
+    match shared.propose(&Command::AlterIsr { changes }).await {
         Ok(p) => debug!(count, index = p.index, "ISR changes applied"),
         Err(e) => debug!(count, error = %e, "ISR changes not applied; will retry"),
     }

@@ -25,6 +25,9 @@ pub struct ControllerConfig {
     /// `text` or `json`.
     #[serde(default = "default_log_format")]
     pub log_format: String,
+    /// Where to serve Prometheus `GET /metrics` (HTTP); none when absent.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     #[serde(default)]
     pub raft: RaftConfig,
     #[serde(default)]
@@ -141,6 +144,7 @@ pub struct Overrides {
     pub listen: Option<String>,
     pub peers: Option<String>,
     pub log_format: Option<String>,
+    pub metrics_listen: Option<String>,
 }
 
 impl ControllerConfig {
@@ -172,6 +176,9 @@ impl ControllerConfig {
         }
         if let Some(v) = overrides.log_format {
             builder = builder.set_override("log_format", v)?;
+        }
+        if let Some(v) = overrides.metrics_listen {
+            builder = builder.set_override("metrics_listen", v)?;
         }
         let config: ControllerConfig = builder
             .build()
@@ -230,7 +237,8 @@ impl ControllerConfig {
 /// prefix (`BATON_CONTROLLERS` for batonctl, `BATON_AGENT_*` for the agent)
 /// are left alone rather than failing the strict parse.
 fn controller_env(vars: impl Iterator<Item = (String, String)>) -> config::Map<String, String> {
-    const KEYS: [&str; 8] = ["ID", "DATA_DIR", "LISTEN", "PEERS", "LOG_FORMAT", "RAFT", "LIVENESS", "LIMITS"];
+    const KEYS: [&str; 9] =
+        ["ID", "DATA_DIR", "LISTEN", "PEERS", "LOG_FORMAT", "METRICS_LISTEN", "RAFT", "LIVENESS", "LIMITS"];
     vars.filter(|(k, _)| {
         k.strip_prefix("BATON_")
             .map(|rest| rest.split("__").next().unwrap_or_default())
@@ -265,6 +273,7 @@ mod tests {
             listen: "127.0.0.1:7101".parse().expect("addr"),
             peers: "1=127.0.0.1:7101,2=127.0.0.1:7102".into(),
             log_format: "text".into(),
+            metrics_listen: None,
             raft: RaftConfig::default(),
             liveness: LivenessConfig::default(),
             limits: LimitsConfig::default(),

@@ -12,6 +12,7 @@ pub mod active;
 pub mod config;
 pub mod liveness;
 pub mod metadata;
+pub mod metrics;
 pub mod raft;
 pub mod service;
 pub mod storage;
@@ -47,6 +48,19 @@ pub struct Shared {
     pub liveness: Arc<Liveness>,
     pub forwarder: Forwarder,
     pub config: ControllerConfig,
+    pub metrics: metrics::Metrics,
+}
+
+impl Shared {
+    /// Proposes through raft and records the commit latency.
+    pub async fn propose(&self, command: &baton_state_machine::Command) -> Result<raft::Proposed, raft::ProposeError> {
+        let started = std::time::Instant::now();
+        let result = self.raft.propose(command).await;
+        if result.is_ok() {
+            self.metrics.observe_commit(started.elapsed());
+        }
+        result
+    }
 }
 
 /// Runs a controller on `listener` until `shutdown` completes or the raft
@@ -119,8 +133,18 @@ pub async fn run(
         )),
         forwarder: Forwarder::new(config.limits.max_message_bytes),
         config: config.clone(),
+        metrics: metrics::Metrics::default(),
     });
     tokio::spawn(active::run(shared.clone(), stop_rx.clone()));
+    tokio::spawn(metrics::watch_raft(shared.clone(), stop_rx.clone()));
+    if let Some(addr) = config.metrics_listen {
+        let (shared, stop) = (shared.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            if let Err(e) = metrics::serve(shared, addr, stop).await {
+                error!(error = %format!("{e:#}"), %addr, "metrics endpoint failed");
+            }
+        });
+    }
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<ControllerServer<ControllerService>>().await;

@@ -6,11 +6,12 @@
 //! finds them next to the test executable's `deps/` folder, or in
 //! `BATON_BIN_DIR`.
 
+pub mod faults;
 pub mod nemesis;
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -81,17 +82,20 @@ pub(crate) struct Proc {
     env: Vec<(String, String)>,
     binary: &'static str,
     log: PathBuf,
+    /// How the last run ended on its own (see `exit_status`); cleared by `start`.
+    exit: Option<ExitStatus>,
 }
 
 impl Proc {
     pub(crate) fn spawn(binary: &'static str, args: Vec<String>, env: Vec<(String, String)>, log: PathBuf) -> Proc {
-        let mut p = Proc { child: None, args, env, binary, log };
+        let mut p = Proc { child: None, args, env, binary, log, exit: None };
         p.start();
         p
     }
 
     pub(crate) fn start(&mut self) {
         assert!(self.child.is_none(), "{} already running", self.binary);
+        self.exit = None;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
         let child = Command::new(bin_dir().join(self.binary))
             .args(&self.args)
@@ -124,6 +128,19 @@ impl Proc {
 
     pub(crate) fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Reaps the process if it ended on its own and returns how (remembered
+    /// until the next `start`, which may then run it again); None while it
+    /// runs or after a kill9.
+    pub(crate) fn exit_status(&mut self) -> Option<ExitStatus> {
+        if let Some(child) = self.child.as_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            self.child = None;
+            self.exit = Some(status);
+        }
+        self.exit
     }
 }
 
@@ -164,11 +181,17 @@ pub struct ClusterOptions {
     pub agents: usize,
     /// Extra environment for controllers, e.g. BATON_LIVENESS__FAST_FAILOVER_ON_DISCONNECT=false.
     pub controller_env: Vec<(String, String)>,
+    /// Controllers (0-based) started with the faultfs disk-fault shim
+    /// (`faults.rs`): `Cluster::disk_fail` / `disk_stall` / `disk_ok` drive
+    /// their syncs. Empty (the default): no shim is built or loaded.
+    pub faulty_disks: Vec<usize>,
+    /// Serve Prometheus metrics from every controller (see `metrics_addr`).
+    pub metrics: bool,
 }
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        ClusterOptions { controllers: 3, agents: 3, controller_env: Vec::new() }
+        ClusterOptions { controllers: 3, agents: 3, controller_env: Vec::new(), faulty_disks: Vec::new(), metrics: false }
     }
 }
 
@@ -178,9 +201,12 @@ pub struct Cluster {
     controllers: Vec<Proc>,
     agents: Vec<Proc>,
     controller_addrs: Vec<String>,
+    metrics_addrs: Vec<String>,
     agent_addrs: Vec<String>,
     pub broker_endpoints: Vec<String>,
     keep_logs: bool,
+    /// Per controller, the faultfs control file when it runs with the shim.
+    disks: Vec<Option<faults::DiskControl>>,
 }
 
 impl Cluster {
@@ -192,11 +218,21 @@ impl Cluster {
         let controller_addrs: Vec<String> =
             (0..options.controllers).map(|_| format!("127.0.0.1:{}", free_port())).collect();
         let peers = controller_addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
+        let shim = (!options.faulty_disks.is_empty()).then(|| faults::FaultFs::build(&dir.path().join("faultfs")));
+        let mut disks = Vec::new();
         let mut controllers = Vec::new();
+        let mut metrics_addrs = Vec::new();
         for (i, addr) in controller_addrs.iter().enumerate() {
             let id = i + 1;
             let data = dir.path().join(format!("controller-{id}"));
-            let args = vec![
+            let mut env = options.controller_env.clone();
+            let disk = shim.as_ref().filter(|_| options.faulty_disks.contains(&i)).map(|shim| {
+                let control = faults::DiskControl::create(dir.path().join(format!("controller-{id}.faultfs")));
+                env.extend(shim.env(&control, &data));
+                control
+            });
+            disks.push(disk);
+            let mut args = vec![
                 "--id".into(),
                 id.to_string(),
                 "--data-dir".into(),
@@ -206,8 +242,13 @@ impl Cluster {
                 "--peers".into(),
                 peers.clone(),
             ];
+            if options.metrics {
+                let metrics = format!("127.0.0.1:{}", free_port());
+                args.extend(["--metrics-listen".into(), metrics.clone()]);
+                metrics_addrs.push(metrics);
+            }
             let log = dir.path().join(format!("controller-{id}.log"));
-            controllers.push(Proc::spawn("baton-controller", args, options.controller_env.clone(), log));
+            controllers.push(Proc::spawn("baton-controller", args, env, log));
         }
         let controllers_flag = controller_addrs.join(",");
         let mut agents = Vec::new();
@@ -225,9 +266,11 @@ impl Cluster {
             controllers,
             agents,
             controller_addrs,
+            metrics_addrs,
             agent_addrs,
             broker_endpoints,
             keep_logs: std::env::var_os("BATON_KEEP_LOGS").is_some(),
+            disks,
         };
         cluster.wait_for_quorum(Duration::from_secs(30)).await;
         let n = options.agents;
@@ -319,6 +362,17 @@ impl Cluster {
         index
     }
 
+    /// `GET /metrics` of controller `index` (started with `metrics: true`).
+    pub async fn metrics(&self, index: usize) -> anyhow::Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(&self.metrics_addrs[index]).await?;
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: baton\r\nConnection: close\r\n\r\n").await?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await?;
+        anyhow::ensure!(response.starts_with("HTTP/1.1 200"), "metrics answered: {}", response.lines().next().unwrap_or(""));
+        Ok(response)
+    }
+
     /// The sidecar's Status of agent `index`.
     pub async fn agent_status(&self, index: usize) -> anyhow::Result<baton_proto::v1::AgentStatusResponse> {
         let mut client = AgentClient::connect(format!("http://{}", self.agent_addrs[index])).await?;
@@ -329,8 +383,53 @@ impl Cluster {
         self.controllers[index].kill9();
     }
 
+    /// Starts controller `index` again, after a kill or after it exited on its own.
     pub fn restart_controller(&mut self, index: usize) {
+        self.controllers[index].exit_status();
         self.controllers[index].start();
+    }
+
+    /// How controller `index` exited on its own; None while it runs (or after a kill).
+    pub fn controller_exit_status(&mut self, index: usize) -> Option<ExitStatus> {
+        self.controllers[index].exit_status()
+    }
+
+    /// Waits until controller `index` exits on its own; fails the test after `timeout`.
+    pub async fn wait_controller_exit(&mut self, index: usize, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.controllers[index].exit_status() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "controller-{} still running after {timeout:?}", index + 1);
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Controller `index`'s data directory (it holds `raft.redb`).
+    pub fn controller_data_dir(&self, index: usize) -> PathBuf {
+        self.dir.path().join(format!("controller-{}", index + 1))
+    }
+
+    fn disk(&self, index: usize) -> &faults::DiskControl {
+        self.disks[index].as_ref().unwrap_or_else(|| {
+            panic!("controller-{} was not started with the faultfs shim (ClusterOptions::faulty_disks)", index + 1)
+        })
+    }
+
+    /// From now on every sync of controller `index`'s data files fails with EIO.
+    pub fn disk_fail(&self, index: usize) {
+        self.disk(index).set(faults::DiskMode::Fail);
+    }
+
+    /// From now on every sync of controller `index`'s data files first sleeps `ms`.
+    pub fn disk_stall(&self, index: usize, ms: u64) {
+        self.disk(index).set(faults::DiskMode::Stall(ms));
+    }
+
+    /// Controller `index`'s disk is healthy again.
+    pub fn disk_ok(&self, index: usize) {
+        self.disk(index).set(faults::DiskMode::Ok);
     }
 
     pub fn kill_agent(&mut self, index: usize) {

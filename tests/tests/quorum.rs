@@ -144,3 +144,30 @@ async fn health_and_reflection_are_served() {
         assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
     }
 }
+
+/// Prometheus metrics on the active controller show live figures during a
+/// failover: heartbeats and leases counting, the fence by reason, no
+/// leaderless partition once it moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_a_failover_as_it_happens() {
+    let mut cluster = Cluster::start(ClusterOptions { metrics: true, ..ClusterOptions::default() }).await;
+    create_topic(&cluster, "m", 3, 3);
+    let leader = cluster.wait_for_quorum(LONG).await;
+    let value = |text: &str, name: &str| -> Option<f64> {
+        text.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+    };
+    let before = cluster.metrics(leader).await.expect("metrics");
+    assert!(value(&before, "baton_controller_heartbeats_total").is_some_and(|v| v > 0.0), "{before}");
+    assert!(value(&before, "baton_controller_leases_granted_total").is_some_and(|v| v > 0.0), "{before}");
+    assert_eq!(value(&before, "baton_controller_raft_is_leader"), Some(1.0));
+    assert_eq!(value(&before, "baton_controller_partitions"), Some(3.0));
+    cluster.kill_agent(0);
+    let text = baton_tests::wait_for("a fence counted by reason", LONG, async || {
+        let text = cluster.metrics(leader).await.ok()?;
+        text.contains("baton_controller_fenced_brokers_total{reason=\"Disconnected\"} 1").then_some(text)
+    })
+    .await;
+    assert_eq!(value(&text, "baton_controller_leaderless_partitions"), Some(0.0), "{text}");
+    assert!(text.contains("baton_controller_brokers{state=\"Fenced\"} 1"), "{text}");
+    assert!(value(&text, "baton_controller_failover_seconds_count").is_some_and(|v| v >= 1.0), "{text}");
+}

@@ -32,6 +32,9 @@ struct Args {
     /// Log format: text or json.
     #[arg(long)]
     log_format: Option<String>,
+    /// Serve Prometheus metrics on this address (GET /metrics).
+    #[arg(long)]
+    metrics_listen: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,6 +46,7 @@ fn main() -> anyhow::Result<()> {
         listen: args.listen,
         peers: args.peers,
         log_format: args.log_format,
+        metrics_listen: args.metrics_listen,
     })?;
     init_tracing(&config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("building the runtime")?;

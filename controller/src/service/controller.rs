@@ -28,7 +28,7 @@ impl ControllerService {
     /// Proposes a command on the leader and returns its outcome and version.
     async fn commit(&self, command: Command) -> Result<(Outcome, u64), Status> {
         let handle = &self.shared.raft;
-        let proposed = handle.propose(&command).await.map_err(|e| propose_error(e, handle))?;
+        let proposed = self.shared.propose(&command).await.map_err(|e| propose_error(e, handle))?;
         match proposed.outcome {
             Ok(outcome) => Ok((outcome, proposed.index)),
             Err(e) => Err(state_error(&e)),

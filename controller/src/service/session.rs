@@ -71,7 +71,7 @@ impl BrokerSession for BrokerSessionService {
             rack: req.rack,
         };
         let handle = &self.shared.raft;
-        let proposed = handle.propose(&command).await.map_err(|e| propose_error(e, handle))?;
+        let proposed = self.shared.propose(&command).await.map_err(|e| propose_error(e, handle))?;
         match proposed.outcome {
             Ok(Outcome::BrokerRegistered { broker_epoch }) => {
                 info!(broker = req.broker_id, broker_epoch, "broker registered");
@@ -330,6 +330,10 @@ async fn on_heartbeat(
     // any) and every leadership taken from it before it is granted a lease.
     let floor = || metadata.grant_floor(h.broker_id).max(h.broker_epoch);
     let granted = shared.liveness.heartbeat(h.broker_id, h.broker_epoch, h.metadata_version, floor, now);
+    shared.metrics.heartbeats.inc();
+    if granted {
+        shared.metrics.leases_granted.inc();
+    }
     if h.shutting_down {
         // The agent suspended itself before sending this: move its
         // partitions now. Acknowledge without a lease.
