@@ -87,6 +87,8 @@ pub struct SidecarConfig {
     /// `host:port`, or `unix:/path/to.sock`.
     pub listen: String,
     pub log_format: LogFormat,
+    /// Where to serve Prometheus `GET /metrics`; off when None.
+    pub metrics_listen: Option<String>,
 }
 
 /// Values given as flags; `None` leaves the file / environment value.
@@ -100,6 +102,7 @@ pub struct SidecarOverrides {
     pub rack: Option<String>,
     pub heartbeat_interval_ms: Option<u64>,
     pub log_format: Option<String>,
+    pub metrics_listen: Option<String>,
 }
 
 /// The keys a file or the environment may set (env: `BATON_AGENT_<KEY>`).
@@ -116,6 +119,7 @@ struct RawConfig {
     incarnation_id: Option<String>,
     max_progress_per_heartbeat: Option<usize>,
     log_format: Option<LogFormat>,
+    metrics_listen: Option<String>,
 }
 
 /// A list in TOML, or one comma-separated string (env, flags).
@@ -190,7 +194,8 @@ pub fn load_with_env(
         None => raw.log_format.unwrap_or_default(),
     };
     let listen = flags.listen.clone().or(raw.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-    Ok(SidecarConfig { agent, listen, log_format })
+    let metrics_listen = flags.metrics_listen.clone().or(raw.metrics_listen).filter(|m| !m.is_empty());
+    Ok(SidecarConfig { agent, listen, log_format, metrics_listen })
 }
 
 #[cfg(test)]

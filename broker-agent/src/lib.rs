@@ -19,6 +19,7 @@ mod checks;
 pub mod config;
 mod events;
 mod lease;
+pub mod metrics;
 mod progress;
 mod session;
 pub mod sidecar;

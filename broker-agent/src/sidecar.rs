@@ -74,7 +74,18 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let agent = Agent::start(config.agent.clone());
+    let (metrics_stop, metrics_stopped) = watch::channel(false);
+    if let Some(addr) = &config.metrics_listen {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("binding the metrics listener {addr}: {e}"))?;
+        let mut stop = metrics_stopped;
+        tokio::spawn(crate::metrics::serve(agent.clone(), l, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }));
+    }
     let result = serve(agent.clone(), listener, shutdown).await;
+    let _ = metrics_stop.send(true);
     agent.shutdown().await;
     result
 }

@@ -38,6 +38,9 @@ struct Flags {
     /// text or json [default: text].
     #[arg(long)]
     log_format: Option<String>,
+    /// Serve Prometheus metrics on this address (GET /metrics).
+    #[arg(long)]
+    metrics_listen: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,6 +53,7 @@ fn main() -> anyhow::Result<()> {
         rack: flags.rack,
         heartbeat_interval_ms: flags.heartbeat_interval_ms,
         log_format: flags.log_format,
+        metrics_listen: flags.metrics_listen,
     };
     let config = load_sidecar_config(flags.config.as_deref(), &overrides)?;
 
