@@ -443,7 +443,6 @@ async fn leader_fsync_stall_loses_no_acknowledged_change() {
 /// it at once (fast failover, reason Disconnected). Every broker is fenced
 /// and every partition moves, because of a slow controller disk.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: a stalled leader fast-fences every broker whose agent abandoned the session it stopped acking"]
 async fn leader_fsync_stall_fences_no_live_broker() {
     let obs = leader_stall(1_500, Duration::from_secs(3)).await;
     assert!(!obs.fenced() && obs.moved.is_empty(), "healthy brokers fenced by a controller disk stall: {obs:#?}");

@@ -345,12 +345,16 @@ async fn on_heartbeat(
         }
         return Ok(());
     }
-    if granted {
-        let lease_ms = shared.config.liveness.lease_ms.min(u32::MAX as u64) as u32;
-        let ack = pb::HeartbeatAck { seq: h.seq, lease_ms, metadata_version: metadata.version() };
-        if tx.send(Ok(pb::SessionResponse { kind: Some(ResponseKind::Ack(ack)) })).await.is_err() {
-            warn!(broker = h.broker_id, "could not deliver a heartbeat ack");
-        }
+    // Every accepted heartbeat is answered; one we cannot grant a lease for
+    // (no recent quorum contact, the broker behind its grant floor, a fence
+    // in flight) gets `lease_ms: 0`. The broker's lease then runs out while
+    // its session stays up: a controller that is merely slow (a stalled
+    // disk) must not make healthy brokers abandon their sessions and be
+    // fenced for it.
+    let lease_ms = if granted { shared.config.liveness.lease_ms.min(u32::MAX as u64) as u32 } else { 0 };
+    let ack = pb::HeartbeatAck { seq: h.seq, lease_ms, metadata_version: metadata.version() };
+    if tx.send(Ok(pb::SessionResponse { kind: Some(ResponseKind::Ack(ack)) })).await.is_err() {
+        warn!(broker = h.broker_id, "could not deliver a heartbeat ack");
     }
     Ok(())
 }
