@@ -41,6 +41,13 @@ struct BrokerLive {
     last_grant: Option<Instant>,
 }
 
+impl BrokerLive {
+    /// A broker epoch first seen at `heard` (nothing acknowledged or granted).
+    fn fresh(epoch: u64, heard: Instant) -> BrokerLive {
+        BrokerLive { epoch, last_heartbeat: heard, acked_version: 0, session: None, fencing: false, last_grant: None }
+    }
+}
+
 #[derive(Default)]
 struct ReplicaProgress {
     /// The latest reported log end offset (not a running maximum: a replica
@@ -135,23 +142,9 @@ impl Liveness {
         let mut inner = self.inner.lock();
         inner.next_session += 1;
         let session = inner.next_session;
-        let live = inner.brokers.entry(broker).or_insert(BrokerLive {
-            epoch,
-            last_heartbeat: now,
-            acked_version: 0,
-            session: None,
-            fencing: false,
-            last_grant: None,
-        });
+        let live = inner.brokers.entry(broker).or_insert_with(|| BrokerLive::fresh(epoch, now));
         if live.epoch != epoch {
-            *live = BrokerLive {
-                epoch,
-                last_heartbeat: now,
-                acked_version: 0,
-                session: None,
-                fencing: false,
-                last_grant: None,
-            };
+            *live = BrokerLive::fresh(epoch, now);
         }
         live.session = Some(session);
         inner.rejoin_candidates.insert(broker);
@@ -292,27 +285,14 @@ impl Liveness {
         let timeout = self.session_timeout();
         let mut due = Vec::new();
         for broker in state.brokers().filter(|b| b.state != BrokerState::Fenced) {
-            let live = inner.brokers.entry(broker.id).or_insert(BrokerLive {
-                epoch: broker.epoch,
-                // Never heard from in this term: the clock starts at
-                // leadership, or at first sight for a registration this
-                // leader committed (the broker epoch is its log index).
-                last_heartbeat: if broker.epoch > leader_version { now } else { since },
-                acked_version: 0,
-                session: None,
-                fencing: false,
-                last_grant: None,
-            });
+            // Never heard from in this term: the clock starts at leadership,
+            // or at first sight for a registration this leader committed
+            // (the broker epoch is its log index).
+            let first_heard = if broker.epoch > leader_version { now } else { since };
+            let live = inner.brokers.entry(broker.id).or_insert_with(|| BrokerLive::fresh(broker.epoch, first_heard));
             if live.epoch != broker.epoch {
                 // Registered again (through this leader) since we last saw it.
-                *live = BrokerLive {
-                    epoch: broker.epoch,
-                    last_heartbeat: now,
-                    acked_version: 0,
-                    session: None,
-                    fencing: false,
-                    last_grant: None,
-                };
+                *live = BrokerLive::fresh(broker.epoch, now);
             }
             let heard = live.last_heartbeat.max(since);
             if !live.fencing && now.saturating_duration_since(heard) > timeout {

@@ -236,14 +236,15 @@ fn no_lease_without_recent_quorum_contact() {
     assert!(!strict.heartbeat(1, epoch, 9, || 0, t0), "granted a lease on quorum contact older than the bound");
 }
 
-#[test]
-fn a_replica_rejoins_only_against_offsets_its_leader_reported() {
+/// A cluster whose partition t/0 lost a follower to a fence, after which
+/// that broker registered again (alive, out of the ISR). Returns the state,
+/// its last index, the partition as it was before and the follower.
+fn follower_fenced_and_registered_again() -> (State, u64, baton_state_machine::Partition, i32) {
     use baton_state_machine::FenceReason;
     let (mut state, index) = cluster(3);
     let p = state.partition("t", 0).expect("partition").clone();
     let follower = *p.isr.iter().find(|b| **b != p.leader).expect("follower");
     let epoch = state.broker(follower).map(|b| b.epoch).expect("epoch");
-    // The follower is fenced (out of the ISR), then registers again.
     state.apply(
         index + 1,
         &Command::FenceBroker { broker_id: follower, broker_epoch: epoch, reason: FenceReason::SessionTimeout },
@@ -256,6 +257,12 @@ fn a_replica_rejoins_only_against_offsets_its_leader_reported() {
     };
     state.apply(index + 2, &register);
     assert!(!state.partition("t", 0).expect("p").isr.contains(&follower));
+    (state, index, p, follower)
+}
+
+#[test]
+fn a_replica_rejoins_only_against_offsets_its_leader_reported() {
+    let (state, index, p, follower) = follower_fenced_and_registered_again();
 
     let l = liveness(true);
     let t0 = Instant::now();
@@ -277,22 +284,7 @@ fn a_replica_rejoins_only_against_offsets_its_leader_reported() {
 
 #[test]
 fn without_any_reports_a_replica_rejoins_only_after_a_lease_of_leadership() {
-    use baton_state_machine::FenceReason;
-    let (mut state, index) = cluster(3);
-    let p = state.partition("t", 0).expect("partition").clone();
-    let follower = *p.isr.iter().find(|b| **b != p.leader).expect("follower");
-    let epoch = state.broker(follower).map(|b| b.epoch).expect("epoch");
-    state.apply(
-        index + 1,
-        &Command::FenceBroker { broker_id: follower, broker_epoch: epoch, reason: FenceReason::SessionTimeout },
-    );
-    let register = Command::RegisterBroker {
-        broker_id: follower,
-        incarnation_id: "again".into(),
-        endpoint: "h:9".into(),
-        rack: String::new(),
-    };
-    state.apply(index + 2, &register);
+    let (state, index, _, follower) = follower_fenced_and_registered_again();
     let l = liveness(true);
     let t0 = Instant::now();
     l.set_leader(true, 1, t0, index + 2);
