@@ -46,10 +46,7 @@ mod tests {
 
     #[test]
     fn record_and_raft_decoders_survive_arbitrary_bytes() {
-        let mut entry = raft::prelude::Entry::default();
-        entry.index = 7;
-        entry.term = 2;
-        entry.data = b"payload".to_vec().into();
+        let entry = raft::prelude::Entry { index: 7, term: 2, data: b"payload".to_vec().into(), ..Default::default() };
         let valid = entry.write_to_bytes().expect("encode");
         for seed in 0..2_000_u64 {
             let random = bytes(seed, (seed % 300) as usize);
