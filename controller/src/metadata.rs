@@ -7,7 +7,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use baton_state_machine::{Applied, BrokerId, BrokerState, Changes, Command, NO_LEADER, State};
+use baton_state_machine::{Applied, BrokerId, BrokerState, Changes, Command, NO_LEADER, Outcome, State, StateError};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
@@ -92,7 +92,9 @@ impl Metadata {
     }
 
     /// Applies one committed command. Only the raft driver calls this.
-    pub(crate) fn apply(&self, index: u64, command: &Command) -> Applied {
+    /// The changes go to the change log (moved, not copied: a fence can
+    /// change 100k partitions); the caller gets the outcome.
+    pub(crate) fn apply(&self, index: u64, command: &Command) -> Result<Outcome, StateError> {
         let mut state = self.state.write();
         // A deleted topic's leaders, read before the delete erases them.
         let deleted_leaders: Vec<(i32, BrokerId)> = match command {
@@ -102,13 +104,13 @@ impl Metadata {
                 .unwrap_or_default(),
             _ => Vec::new(),
         };
-        let applied = state.apply(index, command);
-        if !applied.changes.partitions.is_empty() || !applied.changes.deleted_topics.is_empty() {
-            self.record_handoffs(&state, index, &applied.changes, &deleted_leaders);
+        let Applied { outcome, changes } = state.apply(index, command);
+        if !changes.partitions.is_empty() || !changes.deleted_topics.is_empty() {
+            self.record_handoffs(&state, index, &changes, &deleted_leaders);
         }
         drop(state);
-        self.record(index, &applied.changes);
-        applied
+        self.record(index, changes);
+        outcome
     }
 
     fn record_handoffs(&self, state: &State, index: u64, changes: &Changes, deleted_leaders: &[(i32, BrokerId)]) {
@@ -184,18 +186,18 @@ impl Metadata {
     /// empty entry, a configuration change).
     pub(crate) fn apply_empty(&self, index: u64) {
         let applied = self.state.write().apply(index, &Command::Noop);
-        self.record(index, &applied.changes);
+        self.record(index, applied.changes);
     }
 
-    fn record(&self, index: u64, changes: &Changes) {
-        if !is_empty(changes) {
+    fn record(&self, index: u64, changes: Changes) {
+        if !is_empty(&changes) {
             let mut log = self.log.lock();
             if log.entries.len() == log.capacity
                 && let Some((v, _)) = log.entries.pop_front()
             {
                 log.floor = v;
             }
-            log.entries.push_back((index, Arc::new(changes.clone())));
+            log.entries.push_back((index, Arc::new(changes)));
         }
         self.version.send_replace(index);
     }
@@ -245,11 +247,11 @@ mod tests {
     #[test]
     fn deltas_resume_from_a_version_until_the_log_drops_them() {
         let m = Metadata::new(State::new(), 2);
-        m.apply(1, &register(1));
-        m.apply(2, &register(2));
+        assert!(m.apply(1, &register(1)).is_ok());
+        assert!(m.apply(2, &register(2)).is_ok());
         assert_eq!(m.changes_since(0).map(|c| c.len()), Some(2));
         assert_eq!(m.changes_since(1).map(|c| c.iter().map(|(v, _)| *v).collect::<Vec<_>>()), Some(vec![2]));
-        m.apply(3, &register(3));
+        assert!(m.apply(3, &register(3)).is_ok());
         // Version 1 fell out of the bounded log: a reader at 0 needs a full view.
         assert!(m.changes_since(0).is_none());
         assert_eq!(m.changes_since(1).map(|c| c.len()), Some(2));
@@ -259,7 +261,7 @@ mod tests {
     #[test]
     fn restore_forces_full_views_for_older_readers() {
         let m = Metadata::new(State::new(), 16);
-        m.apply(1, &register(1));
+        assert!(m.apply(1, &register(1)).is_ok());
         let mut other = State::new();
         other.apply(5, &register(2));
         m.restore(other);
@@ -275,7 +277,7 @@ mod tests {
         use baton_state_machine::{ElectionType, FenceReason, IsrChange, TopicConfig};
         let m = Metadata::new(State::new(), 64);
         for id in 1..=3 {
-            m.apply(id as u64, &register(id));
+            assert!(m.apply(id as u64, &register(id)).is_ok());
         }
         let create = Command::CreateTopic {
             name: "t".into(),
@@ -283,23 +285,23 @@ mod tests {
             replication_factor: 3,
             config: TopicConfig::default(),
         };
-        assert!(m.apply(4, &create).outcome.is_ok());
+        assert!(m.apply(4, &create).is_ok());
         let leader = m.read(|s| s.partition("t", 0).map(|p| p.leader)).expect("partition");
         let epoch = m.read(|s| s.broker(leader).map(|b| b.epoch)).expect("broker");
         let fence =
             Command::FenceBroker { broker_id: leader, broker_epoch: epoch, reason: FenceReason::SessionTimeout };
-        assert!(m.apply(5, &fence).outcome.is_ok());
+        assert!(m.apply(5, &fence).is_ok());
         assert!(m.handoffs("t", 0).is_empty(), "a failover from a fenced broker needs no handoff");
         let interim = m.read(|s| s.partition("t", 0).map(|p| p.leader)).expect("partition");
-        assert!(m.apply(6, &register(leader)).outcome.is_ok());
+        assert!(m.apply(6, &register(leader)).is_ok());
         let (pe, mut isr) = m.read(|s| s.partition("t", 0).map(|p| (p.partition_epoch, p.isr.clone()))).expect("p");
         isr.push(leader);
         let alter = Command::AlterIsr {
             changes: vec![IsrChange { topic: "t".into(), partition: 0, partition_epoch: pe, new_isr: isr }],
         };
-        assert!(m.apply(7, &alter).outcome.is_ok());
+        assert!(m.apply(7, &alter).is_ok());
         let elect = Command::ElectLeaders { election: ElectionType::Preferred, partitions: None };
-        assert!(m.apply(8, &elect).outcome.is_ok());
+        assert!(m.apply(8, &elect).is_ok());
         assert_eq!(m.read(|s| s.partition("t", 0).map(|p| p.leader)).expect("p"), leader);
         assert_eq!(m.handoffs("t", 0), vec![Handoff { from: interim, version: 8 }]);
         assert_eq!(m.grant_floor(interim), 8);
@@ -315,7 +317,7 @@ mod tests {
         use baton_state_machine::TopicConfig;
         let m = Metadata::new(State::new(), 64);
         for id in 1..=3 {
-            m.apply(id as u64, &register(id));
+            assert!(m.apply(id as u64, &register(id)).is_ok());
         }
         let create = |rf| Command::CreateTopic {
             name: "t".into(),
@@ -323,9 +325,9 @@ mod tests {
             replication_factor: rf,
             config: TopicConfig::default(),
         };
-        assert!(m.apply(4, &create(3)).outcome.is_ok());
+        assert!(m.apply(4, &create(3)).is_ok());
         let old_leader = m.read(|s| s.partition("t", 0).map(|p| p.leader)).expect("partition");
-        assert!(m.apply(5, &Command::DeleteTopic { name: "t".into() }).outcome.is_ok());
+        assert!(m.apply(5, &Command::DeleteTopic { name: "t".into() }).is_ok());
         assert_eq!(m.handoffs("t", 0), vec![Handoff { from: old_leader, version: 5 }]);
         assert_eq!(m.grant_floor(old_leader), 5);
     }

@@ -362,7 +362,7 @@ impl Driver {
         if let Some(seq) = self.own_proposal(&entry.context)
             && let Some(reply) = self.pending.remove(&seq)
         {
-            let _ = reply.send(Ok(Proposed { index: entry.index, outcome: applied.outcome }));
+            let _ = reply.send(Ok(Proposed { index: entry.index, outcome: applied }));
         }
     }
 
