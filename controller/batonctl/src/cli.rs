@@ -147,6 +147,18 @@ pub enum ElectionKind {
 pub enum BrokerCommand {
     /// List registered brokers with their state and epoch.
     List,
+    /// Move leadership off a broker before maintenance: each partition it
+    /// leads moves to another in-sync broker (a handoff: the new leader acts
+    /// only once the old one stopped). It stays in its ISRs and never leads
+    /// until undrained, also across restarts. One broker at a time unless --force.
+    Drain {
+        broker_id: i32,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Let a drained broker lead again (leaderless partitions at once; the
+    /// rest through `leader elect --type preferred`).
+    Undrain { broker_id: i32 },
 }
 
 #[derive(Debug, Subcommand)]

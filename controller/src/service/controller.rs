@@ -262,6 +262,53 @@ impl Controller for ControllerService {
         Ok(Response::new(quorum::describe(&self.shared.raft)))
     }
 
+    async fn drain_broker(
+        &self,
+        request: Request<pb::DrainBrokerRequest>,
+    ) -> Result<Response<pb::DrainBrokerResponse>, Status> {
+        if let Route::Leader(addr) = self.shared.forwarder.route(&self.shared.raft, &request)? {
+            let inner = request.into_inner();
+            return self
+                .shared
+                .forwarder
+                .controller(&addr, inner, |mut c, r| async move { c.drain_broker(r).await })
+                .await;
+        }
+        let req = request.into_inner();
+        let (outcome, version) =
+            self.commit(Command::DrainBroker { broker_id: req.broker_id, force: req.force }).await?;
+        let Outcome::LeadershipDrained { moved, remaining } = outcome else {
+            return Err(Status::internal("unexpected outcome for a drain"));
+        };
+        tracing::info!(broker = req.broker_id, moved, remaining, "broker drained");
+        Ok(Response::new(pb::DrainBrokerResponse {
+            moved: moved as i32,
+            remaining: remaining as i32,
+            metadata_version: version,
+        }))
+    }
+
+    async fn undrain_broker(
+        &self,
+        request: Request<pb::UndrainBrokerRequest>,
+    ) -> Result<Response<pb::UndrainBrokerResponse>, Status> {
+        if let Route::Leader(addr) = self.shared.forwarder.route(&self.shared.raft, &request)? {
+            let inner = request.into_inner();
+            return self
+                .shared
+                .forwarder
+                .controller(&addr, inner, |mut c, r| async move { c.undrain_broker(r).await })
+                .await;
+        }
+        let req = request.into_inner();
+        let (outcome, version) = self.commit(Command::UndrainBroker { broker_id: req.broker_id }).await?;
+        let Outcome::BrokerUndrained { elected } = outcome else {
+            return Err(Status::internal("unexpected outcome for an undrain"));
+        };
+        tracing::info!(broker = req.broker_id, elected, "broker undrained");
+        Ok(Response::new(pb::UndrainBrokerResponse { elected: elected as i32, metadata_version: version }))
+    }
+
     async fn add_controller(
         &self,
         request: Request<pb::AddControllerRequest>,

@@ -173,6 +173,16 @@ pub enum Outcome {
     TopicDeleted,
     IsrAltered(Vec<IsrOutcome>),
     LeadersElected(Vec<ElectionOutcome>),
+    /// Drain or controlled shutdown: `moved` partitions changed leader;
+    /// `remaining` are still led by the broker (no other eligible ISR member).
+    LeadershipDrained {
+        moved: usize,
+        remaining: usize,
+    },
+    BrokerUndrained {
+        /// Leaderless partitions it leads again at once.
+        elected: usize,
+    },
 }
 
 /// What one applied entry changed, with the records AFTER the change, so
