@@ -427,7 +427,8 @@ impl Liveness {
             .is_some_and(|since| now.saturating_duration_since(since) >= Duration::from_millis(self.config.lease_ms));
         let candidates: Vec<BrokerId> = inner.rejoin_candidates.drain().collect();
         for broker in candidates {
-            if state.broker(broker).is_none_or(|b| b.state != BrokerState::Alive) {
+            // Drained brokers replicate and rejoin too; they only never lead.
+            if state.broker(broker).is_none_or(|b| !matches!(b.state, BrokerState::Alive | BrokerState::Drained)) {
                 continue;
             }
             let mut still_behind = false;

@@ -530,7 +530,9 @@ fn check_new_isr(
         return Err(format!("the new ISR {new_isr:?} leaves out the leader {}", partition.leader));
     }
     let state_of = |b: &BrokerId| brokers.get(b).map(|broker| broker.state);
-    if let Some(b) = new_isr.iter().find(|b| !partition.isr.contains(b) && state_of(b) != Some(BrokerState::Alive)) {
+    // Drained brokers replicate (they only never lead), so they may rejoin.
+    let may_join = |b: &BrokerId| matches!(state_of(b), Some(BrokerState::Alive | BrokerState::Drained));
+    if let Some(b) = new_isr.iter().find(|b| !partition.isr.contains(b) && !may_join(b)) {
         return Err(format!("broker {b} cannot join the ISR: it is not alive"));
     }
     // A fenced broker stays in an ISR only as its last member (it may hold the
