@@ -315,6 +315,12 @@ impl Liveness {
 
     /// Milliseconds since the broker's last accepted heartbeat (None when not
     /// leader or never heard from in this term).
+    /// Brokers that may now have a replica to bring into an ISR (e.g. the
+    /// new replicas of a reassignment).
+    pub fn consider_for_isr(&self, brokers: impl IntoIterator<Item = BrokerId>) {
+        self.inner.lock().rejoin_candidates.extend(brokers);
+    }
+
     /// Brokers that may take leadership back in a rebalance: a session is
     /// open, no fence is in flight, heard from within a lease, and heard
     /// from in this registration for at least `min_uptime`.

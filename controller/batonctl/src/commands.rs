@@ -62,6 +62,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 format!("broker {broker_id} undrained; leads {} leaderless partitions again\n", resp.elected)
             })
         }
+        Command::Reassign(cmd) => crate::reassign::run(&controllers, format, cmd).await,
         Command::Quorum(QuorumCommand::Status) => quorum_status(&controllers, format).await,
         Command::Quorum(QuorumCommand::Add { id, address, learner_only, catch_up_timeout_ms }) => {
             // The call waits for the catch-up: give it that long and more.
@@ -322,7 +323,7 @@ async fn quorum_status(c: &Controllers, format: OutputFormat) -> anyhow::Result<
     emit(format, &view, || output::quorum_table(&view))
 }
 
-fn emit<T: Serialize>(format: OutputFormat, view: &T, table: impl FnOnce() -> String) -> anyhow::Result<()> {
+pub(crate) fn emit<T: Serialize>(format: OutputFormat, view: &T, table: impl FnOnce() -> String) -> anyhow::Result<()> {
     let text = match format {
         OutputFormat::Json => format!("{}\n", output::to_json_line(view)),
         OutputFormat::Table => table(),

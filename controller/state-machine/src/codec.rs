@@ -10,7 +10,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::error::DecodeError;
-use crate::index::DerivedIndex;
+use crate::index::{DerivedIndex, PartitionKey};
+use crate::reassign::Reassignment;
 use crate::state::State;
 use crate::types::{Broker, BrokerId, Topic};
 
@@ -30,6 +31,7 @@ struct BodyRef<'a> {
     topics: Vec<&'a Topic>,
     controllers: &'a BTreeMap<u64, String>,
     drained: &'a BTreeSet<BrokerId>,
+    reassignments: &'a BTreeMap<PartitionKey, Reassignment>,
 }
 
 /// Same wire shape as `BodyRef`, owned.
@@ -40,6 +42,7 @@ struct Body {
     topics: Vec<Topic>,
     controllers: BTreeMap<u64, String>,
     drained: BTreeSet<BrokerId>,
+    reassignments: BTreeMap<PartitionKey, Reassignment>,
 }
 
 /// The body of format version 1 (no controllers).
@@ -60,6 +63,7 @@ impl State {
             topics: self.topics.values().collect(),
             controllers: &self.controllers,
             drained: &self.drained,
+            reassignments: &self.reassignments,
         };
         // Plain derived types into a Vec: postcard has no failure path here.
         let mut out = postcard::to_extend(&body, vec![0; SNAPSHOT_HEADER_LEN])
@@ -108,7 +112,17 @@ impl State {
         let (decoded, rest) = if version == 1 {
             let (v1, rest) = postcard::take_from_bytes::<BodyV1>(body).map_err(malformed)?;
             let BodyV1 { applied_index, brokers, topics } = v1;
-            (Body { applied_index, brokers, topics, controllers: BTreeMap::new(), drained: BTreeSet::new() }, rest)
+            (
+                Body {
+                    applied_index,
+                    brokers,
+                    topics,
+                    controllers: BTreeMap::new(),
+                    drained: BTreeSet::new(),
+                    reassignments: BTreeMap::new(),
+                },
+                rest,
+            )
         } else {
             postcard::take_from_bytes::<Body>(body).map_err(malformed)?
         };
@@ -155,6 +169,7 @@ impl State {
             index,
             controllers: body.controllers,
             drained: body.drained,
+            reassignments: body.reassignments,
         };
         state.check_records().map_err(DecodeError::Invariant)?;
         Ok(state)

@@ -66,6 +66,10 @@ pub enum Command {
         broker_id: BrokerId,
         broker_epoch: u64,
     },
+    /// Starts, replaces or cancels partition reassignments (see `reassign`).
+    AlterReassignments {
+        changes: Vec<crate::reassign::ReassignmentChange>,
+    },
     /// The controllers' raft addresses. Travels as the context of a raft
     /// configuration change (never as a normal entry), so the addresses of
     /// the quorum change in the same entry as the quorum itself and reach new

@@ -30,6 +30,8 @@ pub struct State {
     /// Brokers an operator drained: they register again as Drained (never
     /// leaders) until undrained, across restarts and fences.
     pub(crate) drained: BTreeSet<BrokerId>,
+    /// In-flight partition reassignments by (topic id, partition).
+    pub(crate) reassignments: BTreeMap<crate::index::PartitionKey, crate::reassign::Reassignment>,
 }
 
 impl State {
@@ -69,13 +71,30 @@ impl State {
             Command::AlterIsr { changes: isr_changes } => {
                 let outcomes = isr_changes
                     .iter()
-                    .map(|c| IsrOutcome {
-                        topic: c.topic.clone(),
-                        partition: c.partition,
-                        result: self.alter_isr_one(c, &mut changes),
+                    .map(|c| {
+                        let result = self.alter_isr_one(c, &mut changes);
+                        // A reassignment completes in the entry that brings
+                        // its last target replica in sync.
+                        if result.is_ok()
+                            && let Some(id) = self.topics.get(c.topic.as_str()).map(|t| t.id)
+                        {
+                            self.maybe_complete_reassignment((id, c.partition), &mut changes);
+                        }
+                        IsrOutcome { topic: c.topic.clone(), partition: c.partition, result }
                     })
                     .collect();
                 Ok(Outcome::IsrAltered(outcomes))
+            }
+            Command::AlterReassignments { changes: items } => {
+                let outcomes = items
+                    .iter()
+                    .map(|c| crate::reassign::ReassignmentOutcome {
+                        topic: c.topic.clone(),
+                        partition: c.partition,
+                        result: self.alter_reassignment(c, &mut changes),
+                    })
+                    .collect();
+                Ok(Outcome::ReassignmentsAltered(outcomes))
             }
             Command::ElectLeaders { election, partitions } => {
                 Ok(Outcome::LeadersElected(self.elect_leaders(*election, partitions.as_deref(), &mut changes)))
@@ -392,6 +411,7 @@ impl State {
     fn delete_topic(&mut self, name: &str, changes: &mut Changes) -> Result<Outcome, StateError> {
         let topic = self.topics.remove(name).ok_or_else(|| StateError::TopicNotFound(name.to_owned()))?;
         self.index.remove_topic(&topic);
+        self.reassignments.retain(|(topic_id, _), _| *topic_id != topic.id);
         changes.deleted_topics.push(name.to_owned());
         Ok(Outcome::TopicDeleted)
     }
@@ -572,7 +592,7 @@ fn lookup_mut<'t>(
 
 /// Records a changed partition (the record after the change) and keeps the
 /// leader counts in step.
-fn record(
+pub(crate) fn record(
     changes: &mut Changes,
     leader_count: &mut BTreeMap<BrokerId, usize>,
     topic: &Arc<str>,

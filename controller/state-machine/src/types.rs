@@ -68,8 +68,8 @@ pub struct TopicConfig {
 /// One partition's replication record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Partition {
-    /// Hosting brokers; the first is the preferred leader. Never changes in
-    /// this version (reassignment is a later command).
+    /// Hosting brokers; the first is the preferred leader. Changed only by
+    /// a reassignment (see `reassign`).
     pub replicas: Vec<BrokerId>,
     /// In-sync replicas, kept in replica order, never empty.
     pub isr: Vec<BrokerId>,
@@ -183,6 +183,7 @@ pub enum Outcome {
         /// Leaderless partitions it leads again at once.
         elected: usize,
     },
+    ReassignmentsAltered(Vec<crate::reassign::ReassignmentOutcome>),
 }
 
 /// What one applied entry changed, with the records AFTER the change, so
