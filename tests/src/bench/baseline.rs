@@ -121,8 +121,12 @@ impl Servers {
             detail: String::new(),
         };
         let ports: Vec<(u16, u16)> = (0..3).map(|_| Ok((free_port()?, free_port()?))).collect::<anyhow::Result<_>>()?;
-        let cluster =
-            ports.iter().enumerate().map(|(i, (_, peer))| format!("m{}=http://127.0.0.1:{peer}", i + 1)).collect::<Vec<_>>().join(",");
+        let cluster = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{}=http://127.0.0.1:{peer}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
         let bin = which(&base.etcd_bin).with_context(|| format!("etcd not found: {INSTALL_HINT}"))?;
         for (i, (client, peer)) in ports.iter().enumerate() {
             let name = format!("m{}", i + 1);
@@ -139,7 +143,13 @@ impl Servers {
                 "--logger=zap".into(),
                 "--log-outputs=stderr".into(),
             ];
-            servers.procs.push(Proc::spawn(&bin, &format!("etcd-{name}"), &args, &[], &root.join(format!("etcd-{name}.log")))?);
+            servers.procs.push(Proc::spawn(
+                &bin,
+                &format!("etcd-{name}"),
+                &args,
+                &[],
+                &root.join(format!("etcd-{name}.log")),
+            )?);
             servers.endpoints.push(format!("127.0.0.1:{client}"));
         }
         // Wait for a leader every member agrees on.
@@ -241,7 +251,11 @@ impl Servers {
                 if matches!(ok, Ok(Ok(()))) {
                     break;
                 }
-                ensure!(Instant::now() < deadline, "ZooKeeper at {ep} not serving after 60 s (logs in {})", root.display());
+                ensure!(
+                    Instant::now() < deadline,
+                    "ZooKeeper at {ep} not serving after 60 s (logs in {})",
+                    root.display()
+                );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
@@ -254,7 +268,13 @@ impl Servers {
         Ok(servers)
     }
 
-    fn spawn_broker(&self, options: &Options, base: &BaselineOptions, id: i32, partitions: u32) -> anyhow::Result<(Proc, PathBuf)> {
+    fn spawn_broker(
+        &self,
+        options: &Options,
+        base: &BaselineOptions,
+        id: i32,
+        partitions: u32,
+    ) -> anyhow::Result<(Proc, PathBuf)> {
         let events = self.path().join(format!("broker-{id}.events"));
         let system = match self.system {
             System::Etcd => "etcd",
@@ -272,8 +292,9 @@ impl Servers {
             partitions.to_string(),
             "--ttl-secs".into(),
             base.etcd_ttl_secs.to_string(),
+            // ZooKeeper's shortest session timeout: the server clamps to [2, 20] × tickTime.
             "--session-timeout-ms".into(),
-            "1".into(),
+            (2 * base.zk_tick_ms).to_string(),
             "--events".into(),
             events.display().to_string(),
         ];
@@ -449,7 +470,7 @@ pub async fn failover(
     timeout: Duration,
 ) -> anyhow::Result<(Value, Vec<Row>)> {
     ensure!(fault != Fault::Cut, "--mode cut is for Baton only (baselines: crash and sigstop)");
-    ensure!(partitions >= 1 && runs >= 1 && runs <= 50 && partitions <= 100_000, "bad --partitions / --runs");
+    ensure!((1..=50).contains(&runs) && (1..=100_000).contains(&partitions), "bad --partitions / --runs");
     let name = match fault {
         Fault::Crash => "failover-crash",
         _ => "failover-hang (sigstop)",
@@ -477,7 +498,10 @@ pub async fn failover(
     }
     println!();
     let first = results.first().context("no runs")?;
-    println!("{sys} {name}: broker 1 led N = {partitions} of {} partitions; times in ms after the signal", 3 * partitions);
+    println!(
+        "{sys} {name}: broker 1 led N = {partitions} of {} partitions; times in ms after the signal",
+        3 * partitions
+    );
     println!("{}; {}", first.servers, first.lease);
     println!("failover = max over the 2 surviving brokers of (instant its view names the new leader - t0);");
     println!("deleted: first / last instant a survivor saw one of broker 1's keys deleted (lease or session expired)");
@@ -569,7 +593,11 @@ async fn baseline_run(
         if tails.iter().all(|t| t.milestone("complete").is_some()) {
             break;
         }
-        ensure!(Instant::now() < deadline, "baseline brokers never saw all {total} leaders (logs in {})", servers.path().display());
+        ensure!(
+            Instant::now() < deadline,
+            "baseline brokers never saw all {total} leaders (logs in {})",
+            servers.path().display()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let view = tails[1].view(total as usize);
@@ -597,7 +625,8 @@ async fn baseline_run(
         for t in &mut tails[1..] {
             t.poll();
         }
-        let moves: Vec<BTreeMap<i32, (u64, i32)>> = tails[1..].iter().map(|t| first_moves(&t.events, t0, 1, &tracked)).collect();
+        let moves: Vec<BTreeMap<i32, (u64, i32)>> =
+            tails[1..].iter().map(|t| first_moves(&t.events, t0, 1, &tracked)).collect();
         if moves.iter().all(|m| m.len() == tracked.len()) || Instant::now() >= deadline {
             break moves;
         }
@@ -680,15 +709,16 @@ pub async fn baseline_commit(
     match system {
         System::Etcd => {
             let client = etcd_connect(&servers.endpoints[servers.leader]).await?;
-            for i in 0..20 {
+            for i in 0..WARMUP {
                 client.clone().put(format!("/warmup/{i}"), "x", None).await?;
             }
             for &c in levels {
-                let (lat, wall) = fixed_count(count, c, client.clone(), |mut cl: etcd_client::Client, name| async move {
-                    let r = cl.put(name, "0123456789abcdef", None).await.map(|_| ()).map_err(anyhow::Error::from);
-                    (cl, r)
-                })
-                .await?;
+                let (lat, wall) =
+                    fixed_count(count, c, client.clone(), |mut cl: etcd_client::Client, name| async move {
+                        let r = cl.put(name, "0123456789abcdef", None).await.map(|_| ()).map_err(anyhow::Error::from);
+                        (cl, r)
+                    })
+                    .await?;
                 let rate = lat.len() as f64 / wall.as_secs_f64();
                 rows.push(Row::new("commit", &format!("C={c}"), system, lat, Some(rate)));
             }
@@ -702,12 +732,23 @@ pub async fn baseline_commit(
             );
             let persistent = zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
             client.create("/c", b"", &persistent).await?;
+            // The JVM compiles its hot paths during the first few hundred requests.
+            client.create("/w", b"", &persistent).await?;
+            for i in 0..WARMUP {
+                client.create(&format!("/w/{i}"), b"x", &persistent).await?;
+            }
             for &c in levels {
-                let (lat, wall) = fixed_count(count, c, client.clone(), |cl: std::sync::Arc<zookeeper_client::Client>, name| async move {
-                    let mode = zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
-                    let r = cl.create(&format!("/c/{}", name.replace('/', "-")), b"0123456789abcdef", &mode).await;
-                    (cl, r.map(|_| ()).map_err(anyhow::Error::from))
-                })
+                let (lat, wall) = fixed_count(
+                    count,
+                    c,
+                    client.clone(),
+                    |cl: std::sync::Arc<zookeeper_client::Client>, name| async move {
+                        let mode =
+                            zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+                        let r = cl.create(&format!("/c/{}", name.replace('/', "-")), b"0123456789abcdef", &mode).await;
+                        (cl, r.map(|_| ()).map_err(anyhow::Error::from))
+                    },
+                )
                 .await?;
                 let rate = lat.len() as f64 / wall.as_secs_f64();
                 rows.push(Row::new("commit", &format!("C={c}"), system, lat, Some(rate)));
@@ -719,6 +760,10 @@ pub async fn baseline_commit(
     drop(servers);
     Ok((super::rows_json("commit", system, &detail, &rows), rows))
 }
+
+/// Writes before the measured ones (Baton's commit bench does 20; the
+/// baselines get more because ZooKeeper runs on a JIT-compiling JVM).
+const WARMUP: u32 = 200;
 
 /// `count` writes split over `c` concurrent callers sharing `client`.
 async fn fixed_count<C, F, Fut>(count: u32, c: u32, client: C, op: F) -> anyhow::Result<(Vec<f64>, Duration)>
@@ -775,7 +820,8 @@ mod tests {
         let view = |p, leader, t| BrokerEvent::View { p, leader, t, how: String::new() };
         let t0 = 1_000_000;
         // Broker 2: saw partition 0 move to 2 before t0 (ignored), then to 3 at +2 ms.
-        let b2 = vec![view(0, 2, 10), view(0, -1, t0 + 500_000), view(0, 3, t0 + 2_000_000), view(1, 2, t0 + 1_000_000)];
+        let b2 =
+            vec![view(0, 2, 10), view(0, -1, t0 + 500_000), view(0, 3, t0 + 2_000_000), view(1, 2, t0 + 1_000_000)];
         // Broker 3: partition 0 at +1 ms, partition 1 never.
         let b3 = vec![view(0, 3, t0 + 1_000_000)];
         let tracked = [0, 1];
@@ -784,6 +830,9 @@ mod tests {
         assert_eq!(times, vec![2.0]);
         assert_eq!(missing, 1);
         assert_eq!(winners.get(&3), Some(&1));
-        assert_eq!(first_deleted(&[BrokerEvent::View { p: 0, leader: -1, t: t0 + 5, how: "deleted".into() }], t0), Some(t0 + 5));
+        assert_eq!(
+            first_deleted(&[BrokerEvent::View { p: 0, leader: -1, t: t0 + 5, how: "deleted".into() }], t0),
+            Some(t0 + 5)
+        );
     }
 }

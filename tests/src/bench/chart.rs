@@ -22,7 +22,8 @@ const FONT_PATHS: [&str; 2] =
 fn font() -> bool {
     static FONT: OnceLock<bool> = OnceLock::new();
     *FONT.get_or_init(|| {
-        let candidates = std::env::var("BATON_BENCH_FONT").into_iter().chain(FONT_PATHS.iter().map(|s| (*s).to_owned()));
+        let candidates =
+            std::env::var("BATON_BENCH_FONT").into_iter().chain(FONT_PATHS.iter().map(|s| (*s).to_owned()));
         for path in candidates {
             if let Ok(bytes) = std::fs::read(&path) {
                 let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
@@ -73,11 +74,15 @@ pub fn cdf_png(path: &Path, rows: &[&Row]) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let root = BitMapBackend::new(path, (960, 540)).into_drawing_area();
+    let root = BitMapBackend::new(path, (880, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let scenario = rows[0].scenario.clone();
     let mut builder = ChartBuilder::on(&root);
-    builder.margin(12).x_label_area_size(if text { 40 } else { 8 }).y_label_area_size(if text { 50 } else { 8 });
+    builder.margin(12).margin_right(28).x_label_area_size(if text { 40 } else { 8 }).y_label_area_size(if text {
+        50
+    } else {
+        8
+    });
     if text {
         builder.caption(format!("{scenario}: latency CDF (log time axis)"), ("sans-serif", 20));
     }

@@ -353,17 +353,7 @@ fn main() -> anyhow::Result<()> {
                     }
                 }
                 Cmd::Query { clients, secs, partitions } => query(&options, system, &clients, secs, partitions).await?,
-                Cmd::Compare {
-                    systems,
-                    scenarios,
-                    partitions,
-                    runs,
-                    hang_runs,
-                    clients,
-                    secs,
-                    count,
-                    concurrency,
-                } => {
+                Cmd::Compare { systems, scenarios, partitions, runs, hang_runs, clients, secs, count, concurrency } => {
                     let plan = ComparePlan { partitions, runs, hang_runs, clients, secs, count, concurrency };
                     return compare(&options, &systems, &scenarios, &plan, cli.png.as_deref()).await;
                 }
@@ -400,7 +390,9 @@ fn write_json(path: Option<&Path>, value: &Value) -> anyhow::Result<()> {
 fn machine_info() -> Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_default();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
@@ -533,7 +525,8 @@ impl Cluster {
         };
         let controller_addrs: Vec<String> =
             (0..3).map(|_| free_port().map(|p| format!("127.0.0.1:{p}"))).collect::<anyhow::Result<_>>()?;
-        let peers = controller_addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
+        let peers =
+            controller_addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
         let mut cluster = Cluster {
             dir: Some(dir),
             keep_logs: options.keep_logs,
@@ -922,7 +915,10 @@ async fn failover(
     };
     let mut results = Vec::new();
     for run in 1..=runs {
-        eprintln!("[{name}] run {run}/{runs}: starting a cluster, topic {TOPIC} with {} partitions, RF 3", 3 * partitions);
+        eprintln!(
+            "[{name}] run {run}/{runs}: starting a cluster, topic {TOPIC} with {} partitions, RF 3",
+            3 * partitions
+        );
         let mut cluster = Cluster::start(options, true, fault == Fault::Cut, &[2, 3]).await?;
         let result = failover_run(&mut cluster, fault, partitions, timeout, lease_ms).await;
         let odd = |r: &RunResult| {
@@ -1013,14 +1009,18 @@ async fn failover_run(
         .context("DescribeTopic")?
         .into_inner();
     let topic = described.topic.context("no topic in DescribeTopic")?;
-    let view: BTreeMap<i32, (i32, i32)> = topic.partitions.iter().map(|p| (p.partition, (p.leader, p.leader_epoch))).collect();
+    let view: BTreeMap<i32, (i32, i32)> =
+        topic.partitions.iter().map(|p| (p.partition, (p.leader, p.leader_epoch))).collect();
     let mut leaders_per_broker = BTreeMap::new();
     for &(l, _) in view.values() {
         *leaders_per_broker.entry(l).or_insert(0usize) += 1;
     }
     let tracked: Arc<HashSet<i32>> = Arc::new(view.iter().filter(|(_, (l, _))| *l == 1).map(|(p, _)| *p).collect());
     if tracked.len() != partitions as usize {
-        eprintln!("warning: broker 1 leads {} partitions, not {partitions} (leaders per broker: {leaders_per_broker:?})", tracked.len());
+        eprintln!(
+            "warning: broker 1 leads {} partitions, not {partitions} (leaders per broker: {leaders_per_broker:?})",
+            tracked.len()
+        );
     }
     ensure!(!tracked.is_empty(), "broker 1 leads nothing");
 
@@ -1054,7 +1054,12 @@ async fn failover_run(
             .map(|p| {
                 let mut c = sidecar.clone();
                 async move {
-                    let req = CheckRequest { topic: TOPIC.into(), partition: p, kind: CheckKind::Produce as i32, leader_epoch: -1 };
+                    let req = CheckRequest {
+                        topic: TOPIC.into(),
+                        partition: p,
+                        kind: CheckKind::Produce as i32,
+                        leader_epoch: -1,
+                    };
                     c.check(req).await.map(|r| r.into_inner().allowed).unwrap_or(false)
                 }
             })
@@ -1079,13 +1084,8 @@ async fn failover_run(
         .map(|a| tokio::spawn(record_agent(a.clone(), a.subscribe(), tracked.clone(), 1, fault_deadline)))
         .collect();
     let watch_client = cluster.client(leader).await?;
-    let controller = tokio::spawn(record_controller(
-        watch_client,
-        described.metadata_version,
-        tracked.clone(),
-        1,
-        fault_deadline,
-    ));
+    let controller =
+        tokio::spawn(record_controller(watch_client, described.metadata_version, tracked.clone(), 1, fault_deadline));
     // Give the watch stream time to open before the fault.
     tokio::time::sleep(Duration::from_millis(200)).await;
 
@@ -1383,11 +1383,26 @@ fn print_failover(name: &str, partitions: u32, fault: Fault, lease_ms: u64, resu
     let total = 3 * partitions;
     println!("{name}: broker 1 led N = {partitions} of {total} partitions (RF 3); times in ms after the signal or cut");
     println!("failover = max over the 2 surviving agents of (instant the agent enforces the new leader - t0)");
-    println!("detected / fenced: leader controller's log lines (session closed or timed out / fence applied), ms after t0;");
-    println!("ctrl-watch: a WatchLeadership stream on the leader delivered the move; fence-took: propose->applied (log)");
+    println!(
+        "detected / fenced: leader controller's log lines (session closed or timed out / fence applied), ms after t0;"
+    );
+    println!(
+        "ctrl-watch: a WatchLeadership stream on the leader delivered the move; fence-took: propose->applied (log)"
+    );
     println!(
         "{:>4} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8} {:>6}",
-        "run", "parts", "min", "median", "p99", "max", "detected", "fenced", "ctrl-watch", "fence-took", "missing", "viol"
+        "run",
+        "parts",
+        "min",
+        "median",
+        "p99",
+        "max",
+        "detected",
+        "fenced",
+        "ctrl-watch",
+        "fence-took",
+        "missing",
+        "viol"
     );
     let fmt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
     for (i, r) in results.iter().enumerate() {
@@ -1504,7 +1519,12 @@ fn cut_json(c: &CutResult) -> Value {
 
 // --------------------------------------------------------------------- commit
 
-async fn commit_bench(options: &Options, count: u32, levels: &[u32], samples: bool) -> anyhow::Result<(Value, Vec<Row>)> {
+async fn commit_bench(
+    options: &Options,
+    count: u32,
+    levels: &[u32],
+    samples: bool,
+) -> anyhow::Result<(Value, Vec<Row>)> {
     ensure!((1..=100_000).contains(&count), "--count must be 1..=100000");
     ensure!(levels.iter().all(|c| (1..=1024).contains(c)), "--concurrency levels must be 1..=1024");
     let cluster = Cluster::start(options, false, false, &[1]).await?;
@@ -1513,12 +1533,12 @@ async fn commit_bench(options: &Options, count: u32, levels: &[u32], samples: bo
     let rows = result?;
     println!();
     println!("commit: CreateTopic (1 partition, RF 1) to the controller leader; latency in ms as the client sees it");
-    println!("{:>11} {:>7} {:>8} {:>8} {:>8} {:>8} {:>10}", "concurrency", "writes", "min", "median", "p99", "max", "writes/s");
+    println!(
+        "{:>11} {:>7} {:>8} {:>8} {:>8} {:>8} {:>10}",
+        "concurrency", "writes", "min", "median", "p99", "max", "writes/s"
+    );
     for (c, s, rate, _) in &rows {
-        println!(
-            "{:>11} {:>7} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>10.0}",
-            c, s.n, s.min, s.median, s.p99, s.max, rate
-        );
+        println!("{:>11} {:>7} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>10.0}", c, s.n, s.min, s.median, s.p99, s.max, rate);
     }
     let value = json!({
         "scenario": "commit",
@@ -1627,7 +1647,13 @@ where
 }
 
 /// GetPartitionLeader throughput and latency (Baton), or its etcd equivalent.
-async fn query(options: &Options, system: System, levels: &[u32], secs: f64, partitions: u32) -> anyhow::Result<(Value, Vec<Row>)> {
+async fn query(
+    options: &Options,
+    system: System,
+    levels: &[u32],
+    secs: f64,
+    partitions: u32,
+) -> anyhow::Result<(Value, Vec<Row>)> {
     ensure!(levels.iter().all(|k| (1..=1024).contains(k)), "--clients must be 1..=1024");
     ensure!(secs > 0.0 && secs <= 600.0 && (1..=100_000).contains(&partitions), "bad --secs / --partitions");
     let duration = Duration::from_secs_f64(secs);
@@ -1640,19 +1666,27 @@ async fn query(options: &Options, system: System, levels: &[u32], secs: f64, par
     Ok((value, rows))
 }
 
-async fn baton_query(options: &Options, levels: &[u32], duration: Duration, partitions: u32) -> anyhow::Result<(Value, Vec<Row>)> {
+async fn baton_query(
+    options: &Options,
+    levels: &[u32],
+    duration: Duration,
+    partitions: u32,
+) -> anyhow::Result<(Value, Vec<Row>)> {
     use baton_proto::v1::{GetPartitionLeaderRequest, ReadConsistency};
     let cluster = Cluster::start(options, false, false, &[1]).await?;
     let leader = cluster.wait_leader(Duration::from_secs(30)).await?;
     let mut client = cluster.client(leader).await?;
     client
-        .create_topic(CreateTopicRequest { name: TOPIC.into(), partitions: partitions as i32, replication_factor: 1, config: None })
+        .create_topic(CreateTopicRequest {
+            name: TOPIC.into(),
+            partitions: partitions as i32,
+            replication_factor: 1,
+            config: None,
+        })
         .await
         .context("CreateTopic")?;
     let mut rows = Vec::new();
-    for (label, consistency) in
-        [("LOCAL", ReadConsistency::Local), ("LINEARIZABLE", ReadConsistency::Linearizable)]
-    {
+    for (label, consistency) in [("LOCAL", ReadConsistency::Local), ("LINEARIZABLE", ReadConsistency::Linearizable)] {
         for &k in levels {
             let mut clients = Vec::new();
             for _ in 0..k {
@@ -1903,7 +1937,12 @@ async fn baseline_failover(
 }
 
 #[cfg(feature = "baselines")]
-async fn baseline_commit(options: &Options, system: System, count: u32, levels: &[u32]) -> anyhow::Result<(Value, Vec<Row>)> {
+async fn baseline_commit(
+    options: &Options,
+    system: System,
+    count: u32,
+    levels: &[u32],
+) -> anyhow::Result<(Value, Vec<Row>)> {
     ensure!((1..=100_000).contains(&count), "--count must be 1..=100000");
     ensure!(levels.iter().all(|c| (1..=1024).contains(c)), "--concurrency levels must be 1..=1024");
     let (value, rows) = baseline::baseline_commit(options, &options.base, system, count, levels).await?;
@@ -1912,7 +1951,12 @@ async fn baseline_commit(options: &Options, system: System, count: u32, levels: 
 }
 
 #[cfg(feature = "baselines")]
-async fn baseline_query(options: &Options, levels: &[u32], duration: Duration, keys: u32) -> anyhow::Result<(Value, Vec<Row>)> {
+async fn baseline_query(
+    options: &Options,
+    levels: &[u32],
+    duration: Duration,
+    keys: u32,
+) -> anyhow::Result<(Value, Vec<Row>)> {
     baseline::etcd_query(options, &options.base, levels, duration, keys).await
 }
 
@@ -1924,7 +1968,14 @@ fn draw_png_refs(path: &Path, rows: &[&Row]) -> anyhow::Result<()> {
 }
 
 #[cfg(not(feature = "baselines"))]
-async fn baseline_failover(_: &Options, _: System, _: Fault, _: u32, _: u32, _: Duration) -> anyhow::Result<(Value, Vec<Row>)> {
+async fn baseline_failover(
+    _: &Options,
+    _: System,
+    _: Fault,
+    _: u32,
+    _: u32,
+    _: Duration,
+) -> anyhow::Result<(Value, Vec<Row>)> {
     require_baselines_missing()
 }
 
@@ -1945,8 +1996,11 @@ fn draw_png_refs(_: &Path, _: &[&Row]) -> anyhow::Result<()> {
 
 #[cfg(not(feature = "baselines"))]
 fn require_baselines_missing<T>() -> anyhow::Result<T> {
-    require_baselines(&Options { bin_dir: PathBuf::new(), data_root: None, keep_logs: false, controller_env: Vec::new() }, &[])
-        .map(|()| unreachable!("require_baselines always fails without the feature"))
+    require_baselines(
+        &Options { bin_dir: PathBuf::new(), data_root: None, keep_logs: false, controller_env: Vec::new() },
+        &[],
+    )
+    .map(|()| unreachable!("require_baselines always fails without the feature"))
 }
 
 // ---------------------------------------------------------------------- check
@@ -1992,4 +2046,20 @@ fn check_bench(calls: u64) -> Value {
         "allowed_2_threads_ns": two,
         "refused_1_thread_ns": refused,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_and_ratios() {
+        let s = stats(&[3.0, 1.0, 2.0, 4.0]).expect("stats");
+        assert_eq!((s.min, s.median, s.p99, s.max), (1.0, 2.0, 4.0, 4.0));
+        assert_eq!(ratio(Some(2500.0), Some(10.0)), "250x");
+        assert_eq!(ratio(Some(1.0), Some(2.0)), "0.50x");
+        assert_eq!(ratio(Some(1.0), None), "-");
+        let row = Row::new("commit", "C=1", System::Etcd, vec![1.0, 2.0], Some(10.0));
+        assert_eq!(row.stats.map(|s| s.max), Some(2.0));
+    }
 }
