@@ -668,7 +668,7 @@ pub async fn etcd_query(
         client.put(format!("/baton-bench/p/{p}"), ((p % 3) + 1).to_string(), None).await?;
     }
     let mut rows = Vec::new();
-    for (label, serializable) in [("LOCAL (serializable)", true), ("LINEARIZABLE", false)] {
+    for (label, serializable) in [("LOCAL", true), ("LINEARIZABLE", false)] {
         for &k in levels {
             let mut clients = Vec::new();
             for _ in 0..k {

@@ -37,15 +37,16 @@ fn font() -> bool {
     })
 }
 
-fn color(system: System, shade: usize) -> RGBColor {
-    // One hue per system, darker for later cases of the same system.
-    let base: [(u8, u8, u8); 3] = match system {
-        System::Baton => [(31, 119, 180), (10, 70, 130), (120, 170, 220)],
-        System::Etcd => [(214, 39, 40), (140, 20, 20), (240, 130, 120)],
-        System::Zookeeper => [(44, 160, 44), (20, 100, 20), (140, 210, 130)],
+/// One hue per system; the system's curves go from dark to light in the
+/// order drawn (`shade` of `of`).
+fn color(system: System, shade: usize, of: usize) -> HSLColor {
+    let hue = match system {
+        System::Baton => 0.58,
+        System::Etcd => 0.0,
+        System::Zookeeper => 0.33,
     };
-    let (r, g, b) = base[shade % base.len()];
-    RGBColor(r, g, b)
+    let l = if of <= 1 { 0.42 } else { 0.22 + 0.46 * shade as f64 / (of - 1) as f64 };
+    HSLColor(hue, 0.8, l)
 }
 
 /// Points of the empirical CDF of `samples` (sorted, step-free).
@@ -74,10 +75,12 @@ pub fn cdf_png(path: &Path, rows: &[&Row]) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let root = BitMapBackend::new(path, (880, 480)).into_drawing_area();
+    let root = BitMapBackend::new(path, (900, 440)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    // The chart on the left, the legend in its own column on the right.
+    let (area, legend) = root.split_horizontally(660);
     let scenario = rows[0].scenario.clone();
-    let mut builder = ChartBuilder::on(&root);
+    let mut builder = ChartBuilder::on(&area);
     builder.margin(12).margin_right(28).x_label_area_size(if text { 40 } else { 8 }).y_label_area_size(if text {
         50
     } else {
@@ -96,38 +99,21 @@ pub fn cdf_png(path: &Path, rows: &[&Row]) -> anyhow::Result<()> {
         mesh.x_labels(0).y_labels(0);
     }
     mesh.draw().map_err(|e| anyhow!("{e}"))?;
-    let mut shades: Vec<(System, usize)> = Vec::new();
+    let mut drawn: Vec<System> = Vec::new();
     for r in &rows {
-        let shade = {
-            let entry = shades.iter_mut().find(|(s, _)| *s == r.system);
-            match entry {
-                Some((_, n)) => {
-                    *n += 1;
-                    *n - 1
-                }
-                None => {
-                    shades.push((r.system, 1));
-                    0
-                }
-            }
-        };
-        let c = color(r.system, shade);
+        let of = rows.iter().filter(|o| o.system == r.system).count();
+        let shade = drawn.iter().filter(|s| **s == r.system).count();
+        drawn.push(r.system);
+        let c = color(r.system, shade, of);
         let points: Vec<(f64, f64)> = cdf_points(&r.samples).into_iter().map(|(x, y)| (x.max(lo), y)).collect();
         let series = chart.draw_series(LineSeries::new(points, c.stroke_width(2))).map_err(|e| anyhow!("{e}"))?;
+        let _ = series;
+        let y = 50 + 20 * (drawn.len() as i32 - 1);
+        legend.draw(&PathElement::new(vec![(4, y), (28, y)], c.stroke_width(3))).map_err(|e| anyhow!("{e}"))?;
         if text {
             let label = format!("{} {}", r.system.name(), r.case);
-            series.label(label).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+            legend.draw(&Text::new(label, (34, y - 7), ("sans-serif", 13))).map_err(|e| anyhow!("{e}"))?;
         }
-    }
-    if text {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 13))
-            .draw()
-            .map_err(|e| anyhow!("{e}"))?;
     }
     root.present().map_err(|e| anyhow!("{e}")).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
