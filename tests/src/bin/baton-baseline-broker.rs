@@ -189,6 +189,10 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
+/// etcd transactions one broker keeps in flight (a worker pool, as a real
+/// broker would use; the client multiplexes them over one HTTP/2 connection).
+const CAMPAIGNS_IN_FLIGHT: usize = 128;
+
 fn mine(flags: &Flags, p: i32) -> bool {
     p % flags.brokers == flags.broker_id - 1
 }
@@ -224,7 +228,11 @@ async fn run_etcd(flags: &Flags, events: Events) -> anyhow::Result<()> {
     let me = flags.broker_id;
     let view = Arc::new(std::sync::Mutex::new(View::new(flags.partitions, events.clone())));
 
-    // One transaction: create the key under our lease if absent, else read the holder.
+    // One transaction: create the key under our lease if absent, else read
+    // the holder. At most CAMPAIGNS_IN_FLIGHT at once per broker (unbounded,
+    // 10k concurrent transactions make etcd time requests out), retried on
+    // errors such as "request timed out".
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(CAMPAIGNS_IN_FLIGHT));
     let campaign = {
         let client = client.clone();
         let view = view.clone();
@@ -232,28 +240,36 @@ async fn run_etcd(flags: &Flags, events: Events) -> anyhow::Result<()> {
         move |p: i32| {
             let mut client = client.clone();
             let view = view.clone();
+            let in_flight = in_flight.clone();
             let k = format!("{prefix}{p}");
             async move {
-                let txn = Txn::new()
-                    .when([Compare::create_revision(k.clone(), CompareOp::Equal, 0)])
-                    .and_then([TxnOp::put(k.clone(), me.to_string(), Some(PutOptions::new().with_lease(lease_id)))])
-                    .or_else([TxnOp::get(k, None)]);
-                match client.txn(txn).await {
-                    Ok(r) => {
-                        let t = monotonic_ns();
-                        if r.succeeded() {
-                            lock(&view).set(p, me, t, "won");
-                        } else {
-                            for op in r.op_responses() {
-                                if let etcd_client::TxnOpResponse::Get(g) = op
-                                    && let Some(kv) = g.kvs().first()
-                                {
-                                    lock(&view).set(p, parse_id(kv.value()), t, "lost");
+                let Ok(_permit) = in_flight.acquire().await else { return };
+                for attempt in 0..20 {
+                    let txn = Txn::new()
+                        .when([Compare::create_revision(k.clone(), CompareOp::Equal, 0)])
+                        .and_then([TxnOp::put(k.clone(), me.to_string(), Some(PutOptions::new().with_lease(lease_id)))])
+                        .or_else([TxnOp::get(k.clone(), None)]);
+                    match client.txn(txn).await {
+                        Ok(r) => {
+                            let t = monotonic_ns();
+                            if r.succeeded() {
+                                lock(&view).set(p, me, t, "won");
+                            } else {
+                                for op in r.op_responses() {
+                                    if let etcd_client::TxnOpResponse::Get(g) = op
+                                        && let Some(kv) = g.kvs().first()
+                                    {
+                                        lock(&view).set(p, parse_id(kv.value()), t, "lost");
+                                    }
                                 }
                             }
+                            return;
+                        }
+                        Err(e) => {
+                            eprintln!("campaign {p} (attempt {attempt}): {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
                         }
                     }
-                    Err(e) => eprintln!("campaign {p}: {e}"),
                 }
             }
         }
