@@ -1883,7 +1883,7 @@ async fn compare(
                 png.to_path_buf()
             } else {
                 let stem = png.file_stem().and_then(|s| s.to_str()).unwrap_or("bench");
-                let file = format!("{stem}-{}.png", name.replace([' ', '(', ')'], ""));
+                let file = format!("{stem}-{}.png", name.replace(" (", "-").replace([' ', '(', ')'], ""));
                 png.with_file_name(file)
             };
             let mine: Vec<&Row> = rows.iter().filter(|r| &r.scenario == name).collect();
