@@ -259,11 +259,18 @@ impl Servers {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
+        // The leader, from the `srvr` four-letter command ("Mode: leader").
+        for (i, ep) in servers.endpoints.iter().enumerate() {
+            if zk_mode(ep).await.is_some_and(|m| m == "leader" || m == "standalone") {
+                servers.leader = i;
+            }
+        }
         servers.detail = format!(
-            "ZooKeeper 3.8, {n} server{}, tickTime {} ms (minimum session timeout {} ms)",
+            "ZooKeeper 3.8, {n} server{}, tickTime {} ms (minimum session timeout {} ms), leader zk{}",
             if n > 1 { "s" } else { "" },
             base.zk_tick_ms,
-            2 * base.zk_tick_ms
+            2 * base.zk_tick_ms,
+            servers.leader + 1
         );
         Ok(servers)
     }
@@ -318,6 +325,19 @@ impl Drop for Servers {
             eprintln!("baseline data and logs kept in {}", dir.keep().display());
         }
     }
+}
+
+/// A ZooKeeper server's mode (leader, follower, standalone) from `srvr`.
+async fn zk_mode(endpoint: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let work = async {
+        let mut stream = tokio::net::TcpStream::connect(endpoint).await.ok()?;
+        stream.write_all(b"srvr").await.ok()?;
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await.ok()?;
+        out.lines().find_map(|l| l.strip_prefix("Mode: ")).map(|m| m.trim().to_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(3), work).await.ok().flatten()
 }
 
 pub async fn etcd_connect(endpoint: &str) -> anyhow::Result<etcd_client::Client> {
@@ -692,6 +712,66 @@ pub async fn etcd_query(
     let detail = servers.detail.clone();
     drop(servers);
     Ok((super::rows_json("query", System::Etcd, &detail, &rows), rows))
+}
+
+/// GetPartitionLeader's ZooKeeper equivalent: getData of a partition's
+/// znode (LOCAL: the connected server's state), or `sync` then getData
+/// (LINEARIZABLE: ZooKeeper's recipe for a read that sees every write
+/// committed before the sync). Each client has its own session on the leader.
+pub async fn zk_query(
+    options: &Options,
+    base: &BaselineOptions,
+    levels: &[u32],
+    duration: Duration,
+    keys: u32,
+) -> anyhow::Result<(Value, Vec<Row>)> {
+    use zookeeper_client::{Acls, Client, CreateMode};
+    let servers = Servers::start(System::Zookeeper, options, base).await?;
+    let leader_ep = servers.endpoints[servers.leader].clone();
+    let connect = |ep: String| async move {
+        anyhow::Ok(Client::connector().with_session_timeout(Duration::from_secs(10)).connect(&ep).await?)
+    };
+    let setup = connect(leader_ep.clone()).await?;
+    let persistent = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    setup.create("/q", b"", &persistent).await?;
+    for p in 0..keys {
+        setup.create(&format!("/q/p-{p}"), ((p % 3) + 1).to_string().as_bytes(), &persistent).await?;
+    }
+    // The JVM compiles its hot paths during the first few thousand requests.
+    for i in 0..2 * WARMUP * 10 {
+        let path = format!("/q/p-{}", i % keys);
+        setup.sync(&path).await?;
+        setup.get_data(&path).await?;
+    }
+    let mut rows = Vec::new();
+    for (label, sync) in [("LOCAL", false), ("LINEARIZABLE", true)] {
+        for &k in levels {
+            let mut clients = Vec::new();
+            for _ in 0..k {
+                clients.push(connect(leader_ep.clone()).await?);
+            }
+            let (lat, wall) = closed_loop(clients, duration, move |c: Client, i| async move {
+                let path = format!("/q/p-{}", i % u64::from(keys));
+                let r = async {
+                    if sync {
+                        c.sync(&path).await?;
+                    }
+                    let (data, _) = c.get_data(&path).await?;
+                    ensure!(!data.is_empty(), "empty znode");
+                    anyhow::Ok(())
+                }
+                .await;
+                (c, r)
+            })
+            .await?;
+            eprintln!("[zookeeper query] {label} k={k}: {} reads", lat.len());
+            let rate = lat.len() as f64 / wall.as_secs_f64();
+            rows.push(Row::new("query", &format!("{label} k={k}"), System::Zookeeper, lat, Some(rate)));
+        }
+    }
+    let detail = servers.detail.clone();
+    drop(servers);
+    Ok((super::rows_json("query", System::Zookeeper, &detail, &rows), rows))
 }
 
 /// Put latency (etcd: fsynced WAL on a quorum) or persistent znode create

@@ -20,7 +20,7 @@
 //!   ZooKeeper, with ratios (and `--png` latency charts).
 //!
 //! `--system etcd|zookeeper` runs failover-crash, failover-hang (sigstop),
-//! commit and query (etcd only) against a baseline instead of Baton: see
+//! commit and query against a baseline instead of Baton: see
 //! `bench/baseline.rs`. That needs the `baselines` feature
 //! (`cargo build --release -p baton-tests --features baselines`) and the
 //! servers from `scripts/install-baselines.sh`.
@@ -204,7 +204,8 @@ enum Cmd {
     /// connection each, to the controller leader) each asking back to back
     /// for a random partition's leader, LOCAL then LINEARIZABLE, for SECS
     /// seconds per level. With --system etcd: Get of the partition's key,
-    /// serializable then linearizable.
+    /// serializable then linearizable; with --system zookeeper: getData of
+    /// the partition's znode, then sync + getData.
     Query {
         /// Client counts, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
@@ -1659,8 +1660,7 @@ async fn query(
     let duration = Duration::from_secs_f64(secs);
     let (value, rows) = match system {
         System::Baton => baton_query(options, levels, duration, partitions).await?,
-        System::Etcd => baseline_query(options, levels, duration, partitions).await?,
-        System::Zookeeper => bail!("query is measured for Baton and etcd only"),
+        System::Etcd | System::Zookeeper => baseline_query(options, system, levels, duration, partitions).await?,
     };
     print_rows(&format!("query ({}): reads per second and latency in ms, {secs} s per level", system.name()), &rows);
     Ok((value, rows))
@@ -1836,7 +1836,6 @@ async fn compare(
 ) -> anyhow::Result<Value> {
     let mut values = Vec::new();
     let mut rows: Vec<Row> = Vec::new();
-    let mut skipped = Vec::new();
     for &scenario in scenarios {
         for &system in systems {
             let timeout = Duration::from_secs(60);
@@ -1853,10 +1852,6 @@ async fn compare(
                 Scenario::FailoverHang => {
                     baseline_failover(options, system, Fault::Sigstop, plan.partitions, plan.hang_runs, timeout).await?
                 }
-                Scenario::Query if system == System::Zookeeper => {
-                    skipped.push("query: not measured for ZooKeeper");
-                    continue;
-                }
                 Scenario::Query => query(options, system, &plan.clients, plan.secs, plan.partitions).await?,
                 Scenario::Commit if system == System::Baton => {
                     commit_bench(options, plan.count, &plan.concurrency, false).await?
@@ -1868,9 +1863,6 @@ async fn compare(
         }
     }
     print_comparison(&rows);
-    for s in &skipped {
-        println!("({s})");
-    }
     if let Some(png) = png {
         let mut names: Vec<String> = Vec::new();
         for r in &rows {
@@ -1953,11 +1945,16 @@ async fn baseline_commit(
 #[cfg(feature = "baselines")]
 async fn baseline_query(
     options: &Options,
+    system: System,
     levels: &[u32],
     duration: Duration,
     keys: u32,
 ) -> anyhow::Result<(Value, Vec<Row>)> {
-    baseline::etcd_query(options, &options.base, levels, duration, keys).await
+    if system == System::Etcd {
+        baseline::etcd_query(options, &options.base, levels, duration, keys).await
+    } else {
+        baseline::zk_query(options, &options.base, levels, duration, keys).await
+    }
 }
 
 #[cfg(feature = "baselines")]
@@ -1985,7 +1982,7 @@ async fn baseline_commit(_: &Options, _: System, _: u32, _: &[u32]) -> anyhow::R
 }
 
 #[cfg(not(feature = "baselines"))]
-async fn baseline_query(_: &Options, _: &[u32], _: Duration, _: u32) -> anyhow::Result<(Value, Vec<Row>)> {
+async fn baseline_query(_: &Options, _: System, _: &[u32], _: Duration, _: u32) -> anyhow::Result<(Value, Vec<Row>)> {
     require_baselines_missing()
 }
 
