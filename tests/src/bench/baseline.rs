@@ -211,7 +211,7 @@ impl Servers {
             std::fs::write(data.join("myid"), format!("{id}\n"))?;
             let mut cfg = format!(
                 "tickTime={}\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={client}\nclientPortAddress=127.0.0.1\n\
-                 admin.enableServer=false\n4lw.commands.whitelist=*\n",
+                 admin.enableServer=false\n4lw.commands.whitelist=*\nmaxClientCnxns=0\n",
                 base.zk_tick_ms,
                 data.display()
             );
