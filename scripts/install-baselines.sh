@@ -2,13 +2,15 @@
 # Installs the baseline systems baton-bench compares Baton against:
 # etcd 3.4 (Debian package etcd-server) and ZooKeeper 3.8 (Debian package
 # zookeeper; needs a Java runtime, which the zookeeper package pulls in), plus
-# protoc (protobuf-compiler, with the well-known types from libprotobuf-dev), which the etcd-client crate's build script needs
-# for `cargo build -p baton-tests --features baselines`, and the DejaVu fonts
-# the PNG charts use for their labels.
+# protoc (protobuf-compiler, with the well-known types from libprotobuf-dev),
+# which the etcd-client crate's build script needs for
+# `cargo build -p baton-tests --features baselines`, and the DejaVu fonts the
+# PNG charts use for their labels. etcd-client (etcdctl) is for poking at a
+# kept cluster by hand.
 #
-# Idempotent: does nothing if both are already installed. Never leaves a
-# system service running or enabled: baton-bench starts its own instances in
-# temporary folders on free loopback ports.
+# Idempotent: installs nothing if everything is already installed. Never
+# leaves a system service running or enabled: baton-bench starts its own
+# instances in temporary folders on free loopback ports.
 #
 #   sudo scripts/install-baselines.sh
 set -euo pipefail
@@ -16,7 +18,7 @@ set -euo pipefail
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
 if have etcd-server && have zookeeper && have protobuf-compiler && have libprotobuf-dev && have fonts-dejavu-core; then
-    echo "etcd-server, zookeeper, protobuf-compiler and fonts-dejavu-core are already installed"
+    echo "etcd-server, zookeeper, protobuf-compiler, libprotobuf-dev and fonts-dejavu-core are already installed"
 else
     if [ "$(id -u)" -ne 0 ]; then
         echo "run as root (apt-get install)" >&2
@@ -32,7 +34,7 @@ else
         chmod +x /usr/sbin/policy-rc.d
         created_policy=1
     fi
-    trap '[ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d' EXIT
+    trap 'if [ "$created_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi' EXIT
     apt-get update
     apt-get install -y --no-install-recommends etcd-server etcd-client zookeeper protobuf-compiler libprotobuf-dev fonts-dejavu-core
 fi
