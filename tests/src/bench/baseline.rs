@@ -478,6 +478,8 @@ pub struct BaselineRun {
     detected_last_ms: Option<f64>,
     lease: String,
     servers: String,
+    /// Surviving brokers that lost their own lease / session during the run.
+    survivors_lost: Vec<String>,
 }
 
 pub async fn failover(
@@ -501,7 +503,7 @@ pub async fn failover(
         eprintln!("[{sys} {name}] run {run}/{runs}: starting the servers and 3 brokers, {} partitions", 3 * partitions);
         let mut servers = Servers::start(system, options, base).await?;
         let result = baseline_run(&mut servers, options, base, fault, partitions, timeout).await;
-        if result.as_ref().map_or(true, |r| r.missing > 0) {
+        if result.as_ref().map_or(true, |r| r.missing > 0 || !r.survivors_lost.is_empty()) {
             servers.keep_logs = true;
         }
         let r = result?;
@@ -514,6 +516,9 @@ pub async fn failover(
             r.missing,
             r.detected_first_ms
         );
+        for lost in &r.survivors_lost {
+            eprintln!("[{sys} {name}] run {run}: a SURVIVING broker lost its own lease or session: {lost}");
+        }
         results.push(r);
     }
     println!();
@@ -547,6 +552,10 @@ pub async fn failover(
     }
     let pooled: Vec<f64> = results.iter().flat_map(|r| r.failover_ms.iter().copied()).collect();
     let s = stats(&pooled);
+    let lost: usize = results.iter().map(|r| r.survivors_lost.len()).sum();
+    if lost > 0 {
+        println!("{lost} surviving broker(s) lost their own lease or session during a run (see the log above)");
+    }
     println!(
         "{:>4} {:>7} {:>9} {:>9} {:>9} {:>9}",
         "all",
@@ -567,6 +576,7 @@ pub async fn failover(
                 "deleted_last_seen_ms": r.detected_last_ms,
                 "lease_or_session": r.lease,
                 "servers": r.servers,
+                "survivors_lost_own_lease": r.survivors_lost,
             })
         })
         .collect();
@@ -608,6 +618,12 @@ async fn baseline_run(
             t.poll();
             if let Some(e) = t.milestone_detail("error") {
                 bail!("a baseline broker failed: {e} (logs in {})", servers.path().display());
+            }
+            if let Some(e) = t.milestone_detail("lease-lost") {
+                bail!(
+                    "a baseline broker lost its lease or session during set-up: {e} (logs in {})",
+                    servers.path().display()
+                );
             }
         }
         if tails.iter().all(|t| t.milestone("complete").is_some()) {
@@ -657,6 +673,11 @@ async fn baseline_run(
     }
     brokers[0].kill9();
     let (failover_ms, missing, winners) = failover_times(&moves, &tracked, t0);
+    let survivors_lost: Vec<String> = tails[1..]
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| t.milestone_detail("lease-lost").map(|d| format!("broker {}: {d}", i + 2)))
+        .collect();
     let deleted: Vec<f64> =
         tails[1..].iter().filter_map(|t| first_deleted(&t.events, t0)).map(|t| (t - t0) as f64 / 1e6).collect();
     Ok(BaselineRun {
@@ -667,6 +688,7 @@ async fn baseline_run(
         detected_last_ms: deleted.iter().copied().max_by(f64::total_cmp),
         lease,
         servers: servers.detail.clone(),
+        survivors_lost,
     })
 }
 

@@ -210,17 +210,22 @@ async fn run_etcd(flags: &Flags, events: Events) -> anyhow::Result<()> {
 
     // Keep-alive every TTL/3, as etcd's Go client does.
     let (mut keeper, mut acks) = client.lease_keep_alive(lease_id).await.context("LeaseKeepAlive")?;
+    let lease_events = events.clone();
     tokio::spawn(async move {
         let every = Duration::from_millis((ttl.max(1) as u64 * 1000) / 3);
-        loop {
-            if keeper.keep_alive().await.is_err() {
-                return;
+        let lost = loop {
+            if let Err(e) = keeper.keep_alive().await {
+                break format!("keepalive failed: {e}");
             }
-            if !matches!(acks.message().await, Ok(Some(_))) {
-                return;
+            match acks.message().await {
+                Ok(Some(r)) if r.ttl() <= 0 => break "keepalive answered TTL 0 (the lease expired)".to_owned(),
+                Ok(Some(_)) => {}
+                other => break format!("keepalive stream ended: {other:?}"),
             }
             tokio::time::sleep(every).await;
-        }
+        };
+        // Our own lease is gone: every key we held was deleted with it.
+        lease_events.milestone("lease-lost", lost);
     });
 
     let prefix = format!("{}/p/", flags.prefix);
@@ -416,6 +421,17 @@ async fn run_zookeeper(flags: &Flags, events: Events) -> anyhow::Result<()> {
             }
         });
     }
+    let mut state = client.state_watcher();
+    let session_events = events.clone();
+    tokio::spawn(async move {
+        loop {
+            let s = state.changed().await;
+            if s.is_terminated() {
+                session_events.milestone("lease-lost", format!("ZooKeeper session {s:?}"));
+                return;
+            }
+        }
+    });
     events.milestone("ready", String::new());
     while tasks.join_next().await.is_some() {}
     bail!("ZooKeeper session ended ({:?})", client.state())
