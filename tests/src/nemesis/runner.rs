@@ -24,6 +24,7 @@ use super::client::Api;
 use super::clock::monotonic_ns;
 use super::cluster::{NemesisCluster, NemesisOptions};
 use super::history::{Event, PartitionState, Recorder, TopicState, parse_jsonl};
+use super::membership::{ChurnStats, churn};
 use super::proxy::Direction;
 use super::schedule::{Fault, FaultKind, schedule};
 use super::workload::{MetadataStats, MetadataWorkload, watch_leadership};
@@ -36,11 +37,13 @@ pub struct RunConfig {
     pub checker: CheckerConfig,
     /// Keep the cluster folder even when the run is clean.
     pub keep_dir: bool,
+    /// Add and remove a 4th controller in rounds while the faults run.
+    pub membership: bool,
 }
 
 impl RunConfig {
     pub fn new(seed: u64, faults: usize) -> RunConfig {
-        RunConfig { seed, faults, checker: CheckerConfig::default(), keep_dir: false }
+        RunConfig { seed, faults, checker: CheckerConfig::default(), keep_dir: false, membership: false }
     }
 }
 
@@ -55,6 +58,8 @@ pub struct RunOutcome {
     pub metadata: MetadataStats,
     /// History lines that did not parse (torn by a kill; expected 0).
     pub bad_lines: usize,
+    /// Membership rounds, when the run had them.
+    pub membership: Option<ChurnStats>,
     /// The cluster folder, when kept (violations, or asked for).
     pub kept: Option<PathBuf>,
     pub elapsed: Duration,
@@ -99,6 +104,13 @@ pub async fn run(config: &RunConfig) -> anyhow::Result<RunOutcome> {
         })
     };
 
+    let stop_churn = Arc::new(AtomicBool::new(false));
+    let churn = config.membership.then(|| {
+        let dir = cluster.dir.path().to_path_buf();
+        let addrs = cluster.controller_addrs.clone();
+        tokio::spawn(churn(dir, addrs, rec.clone(), stop_churn.clone(), config.seed))
+    });
+
     for fault in &faults {
         inject(&mut cluster, &api, &rec, fault).await;
         tokio::time::sleep(fault.gap).await;
@@ -106,6 +118,14 @@ pub async fn run(config: &RunConfig) -> anyhow::Result<RunOutcome> {
 
     let phase = |what: &str| eprintln!("seed {}: {what} at {:.1?}", config.seed, started.elapsed());
     phase("faults done");
+    stop_churn.store(true, Ordering::Release);
+    let membership = match churn {
+        Some(task) => Some(task.await?),
+        None => None,
+    };
+    if let Some(stats) = membership {
+        phase(&format!("membership rounds done: {stats:?}"));
+    }
     stop_workload.store(true, Ordering::Relaxed);
     let mut workload = metadata.await?;
     phase("workload stopped");
@@ -156,6 +176,7 @@ pub async fn run(config: &RunConfig) -> anyhow::Result<RunOutcome> {
         observed,
         metadata: workload.stats,
         bad_lines,
+        membership,
         kept,
         elapsed: started.elapsed(),
     })
@@ -178,7 +199,9 @@ pub async fn inject(cluster: &mut NemesisCluster, api: &Api, rec: &Recorder, fau
             cluster.restart_broker(k);
         }
         FaultKind::KillActiveController | FaultKind::KillFollowerController => {
-            let leader = api.leader().await.map(|id| id as usize - 1);
+            // A leader outside the first `n` (the membership churn's 4th
+            // controller) is not ours to kill: pick by the schedule instead.
+            let leader = api.leader().await.map(|id| id as usize - 1).filter(|l| *l < n);
             let target = match (fault.kind, leader) {
                 (FaultKind::KillActiveController, Some(l)) => l,
                 (_, Some(l)) => (l + 1 + fault.a % (n - 1)) % n,
