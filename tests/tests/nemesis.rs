@@ -58,11 +58,13 @@ async fn nemesis_seed_3() {
     seed(3).await;
 }
 
-/// Seed 4's schedule while a 4th controller is added to and removed from the
-/// quorum in rounds (`nemesis::membership`).
+/// Seed 12 over the extended fault kinds (a long pause, an agent link and a
+/// controller link delayed, the active controller killed) while a 4th
+/// controller is added to and removed from the quorum in rounds
+/// (`nemesis::membership`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nemesis_membership_seed_4() {
-    run_seed(RunConfig { membership: true, ..RunConfig::new(4, FAULTS) }).await;
+async fn nemesis_membership_and_delays_seed_12() {
+    run_seed(RunConfig { membership: true, extended: true, ..RunConfig::new(12, FAULTS) }).await;
 }
 
 /// The checker's own test: a broker that ignores its lease (accepts

@@ -39,6 +39,9 @@ struct Flags {
     /// Also add and remove a 4th controller in rounds while the faults run.
     #[arg(long)]
     membership: bool,
+    /// Also draw link delays (20-400 ms plus jitter) among the faults.
+    #[arg(long)]
+    extended: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -84,6 +87,7 @@ fn main() -> anyhow::Result<()> {
         let mut config = RunConfig::new(seed, flags.faults);
         config.keep_dir = flags.keep;
         config.membership = flags.membership;
+        config.extended = flags.extended;
         eprintln!("=== schedule {i}, seed {seed} ===");
         match runtime.block_on(run(&config)) {
             Ok(outcome) => {
@@ -135,7 +139,7 @@ fn print_summary(t: &Totals, elapsed: Duration) {
     println!("soak summary ({:.0?})", elapsed);
     println!("  schedules run:        {} ({} failed to run)", t.schedules, t.failed_to_run);
     println!("  faults by kind:");
-    for kind in FaultKind::ALL {
+    for kind in FaultKind::ALL.iter().chain(&FaultKind::EXTENDED).copied() {
         println!("    {:<28} {}", kind.name(), t.faults.get(&kind).copied().unwrap_or(0));
     }
     println!("  writes accepted:      {} (recorded)", t.accepted);

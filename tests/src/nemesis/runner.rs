@@ -26,7 +26,7 @@ use super::cluster::{NemesisCluster, NemesisOptions};
 use super::history::{Event, PartitionState, Recorder, TopicState, parse_jsonl};
 use super::membership::{ChurnStats, churn};
 use super::proxy::Direction;
-use super::schedule::{Fault, FaultKind, schedule};
+use super::schedule::{Fault, FaultKind, schedule, schedule_with};
 use super::workload::{MetadataStats, MetadataWorkload, watch_leadership};
 
 #[derive(Clone, Debug)]
@@ -39,11 +39,20 @@ pub struct RunConfig {
     pub keep_dir: bool,
     /// Add and remove a 4th controller in rounds while the faults run.
     pub membership: bool,
+    /// Also draw the extended fault kinds (link delays).
+    pub extended: bool,
 }
 
 impl RunConfig {
     pub fn new(seed: u64, faults: usize) -> RunConfig {
-        RunConfig { seed, faults, checker: CheckerConfig::default(), keep_dir: false, membership: false }
+        RunConfig {
+            seed,
+            faults,
+            checker: CheckerConfig::default(),
+            keep_dir: false,
+            membership: false,
+            extended: false,
+        }
     }
 }
 
@@ -77,7 +86,12 @@ impl RunOutcome {
 
 pub async fn run(config: &RunConfig) -> anyhow::Result<RunOutcome> {
     let started = tokio::time::Instant::now();
-    let faults = schedule(config.seed, config.faults, 3, 3);
+    let faults = if config.extended {
+        let kinds: Vec<FaultKind> = FaultKind::ALL.iter().chain(&FaultKind::EXTENDED).copied().collect();
+        schedule_with(config.seed, config.faults, 3, 3, &kinds)
+    } else {
+        schedule(config.seed, config.faults, 3, 3)
+    };
     let mut cluster = NemesisCluster::start(NemesisOptions { seed: config.seed, ..Default::default() }).await?;
     let runner_file = cluster.dir.path().join("runner.jsonl");
     let rec = Arc::new(Recorder::create(&runner_file)?);
@@ -232,6 +246,18 @@ pub async fn inject(cluster: &mut NemesisCluster, api: &Api, rec: &Recorder, fau
         FaultKind::CutControllersBoth | FaultKind::CutControllersOneWay => {
             let open = cluster.cut_controllers(fault.a, fault.b, fault.kind == FaultKind::CutControllersBoth);
             nemesis(rec, format!("{fault} ({open} connections held)")).await;
+            tokio::time::sleep(fault.duration).await;
+            cluster.heal_links();
+        }
+        FaultKind::DelayAgent => {
+            nemesis(rec, format!("{fault}")).await;
+            cluster.delay_agent(k, fault.delay);
+            tokio::time::sleep(fault.duration).await;
+            cluster.heal_links();
+        }
+        FaultKind::DelayControllers => {
+            nemesis(rec, format!("{fault}")).await;
+            cluster.delay_controllers(fault.a, fault.b, fault.delay);
             tokio::time::sleep(fault.duration).await;
             cluster.heal_links();
         }
