@@ -442,6 +442,12 @@ impl Session {
                             self.backoff.reset();
                             self.redirects_in_a_row = 0;
                         }
+                        if ack.controller_id != 0 && ack.controller_id != target.id {
+                            self.known_ids.insert(target.address.clone(), ack.controller_id);
+                            if let Some(c) = self.shared.controller.lock().as_mut() {
+                                c.id = ack.controller_id;
+                            }
+                        }
                         if ack.drained && *self.shared.draining.borrow() {
                             self.shared.drained_at.send_replace(Some(ack.metadata_version));
                         }

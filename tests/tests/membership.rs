@@ -127,6 +127,16 @@ async fn quorum_grows_to_five_and_shrinks_to_three_while_brokers_fail_over() {
     }
     create_topic(&cluster, "after-restart", 2, 2);
     agents_agree(&cluster, "orders", &[0, 2]).await;
+    // Every live agent holds its session with the current leader (which may
+    // be 4 or 5, absent from the agents' --controllers) and knows its id.
+    let leader = cluster.wait_for_quorum(LONG).await as u64 + 1;
+    for a in [0, 2] {
+        baton_tests::wait_for(&format!("agent {a} in session with controller {leader}"), LONG, async || {
+            let s = cluster.agent_status(a).await.ok()?;
+            (s.connected && s.controller_id == leader).then_some(())
+        })
+        .await;
+    }
 }
 
 /// Replacing a dead controller: a follower dies for good; removing a LIVE

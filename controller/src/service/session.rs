@@ -338,7 +338,13 @@ async fn on_heartbeat(
     if h.shutting_down {
         // The agent suspended itself before sending this: move its
         // partitions now. Acknowledge without a lease.
-        let ack = pb::HeartbeatAck { seq: h.seq, lease_ms: 0, metadata_version: metadata.version(), drained };
+        let ack = pb::HeartbeatAck {
+            seq: h.seq,
+            lease_ms: 0,
+            metadata_version: metadata.version(),
+            drained,
+            controller_id: shared.raft.id(),
+        };
         let _ = tx.send(Ok(pb::SessionResponse { kind: Some(ResponseKind::Ack(ack)) })).await;
         if shared.liveness.begin_fence(h.broker_id, h.broker_epoch) {
             info!(broker = h.broker_id, "broker shutting down cleanly: fencing it");
@@ -353,7 +359,13 @@ async fn on_heartbeat(
     // disk) must not make healthy brokers abandon their sessions and be
     // fenced for it.
     let lease_ms = if granted { shared.config.liveness.lease_ms.min(u32::MAX as u64) as u32 } else { 0 };
-    let ack = pb::HeartbeatAck { seq: h.seq, lease_ms, metadata_version: metadata.version(), drained };
+    let ack = pb::HeartbeatAck {
+        seq: h.seq,
+        lease_ms,
+        metadata_version: metadata.version(),
+        drained,
+        controller_id: shared.raft.id(),
+    };
     if tx.send(Ok(pb::SessionResponse { kind: Some(ResponseKind::Ack(ack)) })).await.is_err() {
         warn!(broker = h.broker_id, "could not deliver a heartbeat ack");
     }
