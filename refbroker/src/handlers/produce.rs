@@ -48,6 +48,7 @@ pub(super) async fn handle(broker: &Broker, request: ProduceRequest, version: i1
             }
             match broker.agent.check_produce(name, data.index) {
                 Err(refusal) => {
+                    tracing::debug!(topic = name, partition = data.index, %refusal, "produce refused");
                     let (leader, leader_epoch, endpoint) = hint(&refusal);
                     p.error_code = refusal.kafka_error_code();
                     let mut current = LeaderIdAndEpoch::default();
@@ -121,7 +122,10 @@ fn append(
     let replica = broker.replicas.get_or_create(&view.topic, data.index);
     replica.ensure_leader(epoch);
     match replica.append_as_leader(&batches, epoch, &view.isr, broker.config.broker_id) {
-        Err(_) => p.error_code = code::NOT_LEADER_OR_FOLLOWER,
+        Err(error) => {
+            tracing::debug!(topic, partition = data.index, %error, "produce refused: the replica changed role");
+            p.error_code = code::NOT_LEADER_OR_FOLLOWER;
+        }
         Ok((base, last)) => {
             broker.agent.record_produce(topic, data.index, last + 1);
             p.base_offset = base;
