@@ -89,11 +89,9 @@ fn sweep(broker: &Arc<Broker>, fetchers: &mut HashMap<Key, JoinHandle<()>>, repo
                     reported.insert(key, leo);
                 }
             }
-        } else if v.is_replica && v.leader >= 0 {
-            if fetchers.get(&key).is_none_or(JoinHandle::is_finished) {
-                let task = tokio::spawn(follow(Arc::clone(broker), Arc::clone(&v.topic), v.partition));
-                fetchers.insert(key, task);
-            }
+        } else if v.is_replica && v.leader >= 0 && fetchers.get(&key).is_none_or(JoinHandle::is_finished) {
+            let task = tokio::spawn(follow(Arc::clone(broker), Arc::clone(&v.topic), v.partition));
+            fetchers.insert(key, task);
         }
     }
     fetchers.retain(|(t, p), task| {

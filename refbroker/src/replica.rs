@@ -260,9 +260,12 @@ fn advance_high_watermark(s: &mut State, isr: &[i32], me: i32) {
     }
 }
 
+/// (topic, partition).
+type Key = (Arc<str>, i32);
+
 /// Every partition replica of this broker.
 pub struct Replicas {
-    partitions: RwLock<HashMap<(Arc<str>, i32), Arc<Partition>>>,
+    partitions: RwLock<HashMap<Key, Arc<Partition>>>,
     max_log_bytes: usize,
     changes: Arc<watch::Sender<u64>>,
 }

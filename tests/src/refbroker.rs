@@ -213,7 +213,7 @@ impl ProducerRun {
     /// Every event written so far (a partial last line is skipped).
     pub fn events(&self) -> Vec<ProducerEvent> {
         let text = std::fs::read_to_string(&self.out).unwrap_or_default();
-        text.lines().filter_map(|l| parse_event(l)).collect()
+        text.lines().filter_map(parse_event).collect()
     }
 
     /// Acks so far, per partition.
