@@ -28,6 +28,12 @@
 //! truncates to the epoch boundary the leader gives (OffsetForLeaderEpoch).
 //! Logs live in memory with a CRC-32C check of every batch: see [`log`].
 //!
+//! Known gap: the controller grows the ISR from reported offsets and the
+//! leader learns of the growth one update later; an acks=all write
+//! acknowledged in between is on the old ISR only, and is lost if the new
+//! member is elected before it fetched it (Kafka's KIP-497 closes this by
+//! having the leader propose ISR growth). See `docs/SAFETY.md`.
+//!
 //! Modules: `batch` (record batches as checked bytes), `log` (the
 //! partition log and its epoch cache), `replica` (roles, high watermark),
 //! `server` (connections and dispatch), `handlers` (one per API),
