@@ -152,13 +152,16 @@ fn check(data: Bytes) -> Result<Batch, BatchError> {
     })
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
+/// Building batches for tests (here and in `tests/`). Not a supported API.
+#[doc(hidden)]
+pub mod testing {
+    use bytes::Bytes;
+
+    use super::{CRC_AT, CRC_FROM, LOG_OVERHEAD};
 
     /// A minimal valid batch of `count` empty records (the records bytes are
     /// not parsed by the broker, so they need not be real records).
-    pub(crate) fn batch_bytes(base_offset: i64, epoch: i32, count: i32) -> Bytes {
+    pub fn batch_bytes(base_offset: i64, epoch: i32, count: i32) -> Bytes {
         let mut b = Vec::new();
         b.extend_from_slice(&base_offset.to_be_bytes());
         b.extend_from_slice(&0i32.to_be_bytes()); // length, patched below
@@ -174,12 +177,18 @@ pub(crate) mod tests {
         b.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
         b.extend_from_slice(&count.to_be_bytes());
         b.extend_from_slice(b"payload");
-        let len = i32::try_from(b.len() - LOG_OVERHEAD).expect("small");
+        let len = i32::try_from(b.len() - LOG_OVERHEAD).unwrap_or(i32::MAX);
         b[8..12].copy_from_slice(&len.to_be_bytes());
         let crc = crc32c::crc32c(&b[CRC_FROM..]);
         b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
         Bytes::from(b)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::batch_bytes;
+    use super::*;
 
     #[test]
     fn parses_checks_and_rebases_a_batch_without_breaking_its_crc() {

@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 
 use crate::wire::{WireError, decode_response, encode_request, read_frame, write_frame};
 
-pub(crate) struct Connection {
+pub struct Connection {
     endpoint: String,
     stream: TcpStream,
     correlation_id: i32,
@@ -16,7 +16,7 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    pub(crate) async fn connect(endpoint: &str, client_id: String, timeout: Duration) -> Result<Self, WireError> {
+    pub async fn connect(endpoint: &str, client_id: String, timeout: Duration) -> Result<Self, WireError> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(endpoint))
             .await
             .map_err(|_| WireError::Io(std::io::ErrorKind::TimedOut.into()))??;
@@ -24,12 +24,12 @@ impl Connection {
         Ok(Self { endpoint: endpoint.to_owned(), stream, correlation_id: 0, client_id })
     }
 
-    pub(crate) fn endpoint(&self) -> &str {
+    pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
 
     /// Sends `request` at `version` and waits for its response.
-    pub(crate) async fn call<R: Request>(
+    pub async fn call<R: Request>(
         &mut self,
         request: &R,
         version: i16,

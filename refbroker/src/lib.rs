@@ -41,13 +41,13 @@
 //! `client` (the follower's Kafka connection), `wire` (framing).
 
 pub mod batch;
-mod client;
+pub mod client;
 mod follower;
 mod handlers;
 pub mod log;
 pub mod replica;
 mod server;
-mod wire;
+pub mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,11 +102,7 @@ pub(crate) struct Broker {
 
 /// Runs the broker on `listener` (already bound to the advertised address's
 /// port) until `shutdown` turns true; then shuts the agent down cleanly.
-pub async fn run(
-    config: BrokerConfig,
-    listener: TcpListener,
-    mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+pub async fn run(config: BrokerConfig, listener: TcpListener, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let mut agent_config = AgentConfig::new(config.broker_id, config.controllers.clone(), config.advertised.clone());
     agent_config.rack = config.rack.clone();
     if let Some(interval) = config.heartbeat_interval {
@@ -114,7 +110,20 @@ pub async fn run(
     }
     agent_config.validate().context("agent configuration")?;
     let agent = Agent::start(agent_config);
-    let broker = Arc::new(Broker { replicas: Replicas::new(config.max_log_bytes), config, agent: agent.clone() });
+    serve(config, agent.clone(), listener, shutdown).await?;
+    agent.shutdown().await;
+    Ok(())
+}
+
+/// Serves Kafka clients with an agent the caller started (tests pass one
+/// fed by hand, `baton_agent::testing`), until `shutdown` turns true.
+pub async fn serve(
+    config: BrokerConfig,
+    agent: Agent,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let broker = Arc::new(Broker { replicas: Replicas::new(config.max_log_bytes), config, agent });
     tracing::info!(
         broker_id = broker.config.broker_id,
         listen = %listener.local_addr().context("listener address")?,
@@ -122,11 +131,10 @@ pub async fn run(
         "reference broker started"
     );
     let followers = tokio::spawn(follower::run(Arc::clone(&broker), shutdown.clone()));
-    tokio::select! {
-        r = server::serve(Arc::clone(&broker), listener) => r.context("serving Kafka clients")?,
-        _ = shutdown.wait_for(|s| *s) => {}
-    }
+    let result = tokio::select! {
+        r = server::serve(Arc::clone(&broker), listener) => r.context("serving Kafka clients"),
+        _ = shutdown.wait_for(|s| *s) => Ok(()),
+    };
     followers.abort();
-    agent.shutdown().await;
-    Ok(())
+    result
 }

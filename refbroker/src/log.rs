@@ -180,7 +180,7 @@ impl PartitionLog {
 mod tests {
     use super::*;
     use crate::batch::parse_batches;
-    use crate::batch::tests::batch_bytes;
+    use crate::batch::testing::batch_bytes;
 
     fn batch(count: i32) -> Batch {
         parse_batches(&batch_bytes(0, -1, count), false).expect("valid").remove(0)

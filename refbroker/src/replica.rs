@@ -316,7 +316,7 @@ impl Replicas {
 mod tests {
     use super::*;
     use crate::batch::parse_batches;
-    use crate::batch::tests::batch_bytes;
+    use crate::batch::testing::batch_bytes;
 
     fn batches(n: i32) -> Vec<Batch> {
         parse_batches(&batch_bytes(0, -1, n), false).expect("valid")
