@@ -67,7 +67,7 @@ cat <<MSG
 Baton is running (data and logs in $DATA/). Try:
   $CTL leader get demo 0
   $CTL leader watch
-  kill -9 <pid of an agent>     # pids: ${PIDS[*]:3}
+  kill -9 <pid of a broker>     # agent or reference broker pids: ${PIDS[*]:3}
 Ctrl-C stops the cluster.
 MSG
 if [ "$REFBROKERS" = 1 ]; then

@@ -52,6 +52,10 @@ fn topic() -> TopicName {
 }
 
 async fn produce(c: &mut Connection, partition: i32, acks: i16, count: i32) -> ProduceResponse {
+    produce_at(c, 10, partition, acks, count).await
+}
+
+async fn produce_at(c: &mut Connection, version: i16, partition: i32, acks: i16, count: i32) -> ProduceResponse {
     let mut data = PartitionProduceData::default();
     data.index = partition;
     data.records = Some(batch_bytes(0, -1, count));
@@ -62,10 +66,14 @@ async fn produce(c: &mut Connection, partition: i32, acks: i16, count: i32) -> P
     request.acks = acks;
     request.timeout_ms = 5000;
     request.topic_data.push(t);
-    c.call(&request, 10, T).await.expect("produce")
+    c.call(&request, version, T).await.expect("produce")
 }
 
 async fn fetch(c: &mut Connection, partition: i32, leader_epoch: i32, offset: i64) -> FetchResponse {
+    fetch_at(c, 12, partition, leader_epoch, offset).await
+}
+
+async fn fetch_at(c: &mut Connection, version: i16, partition: i32, leader_epoch: i32, offset: i64) -> FetchResponse {
     let mut p = FetchPartition::default();
     p.partition = partition;
     p.current_leader_epoch = leader_epoch;
@@ -79,7 +87,7 @@ async fn fetch(c: &mut Connection, partition: i32, leader_epoch: i32, offset: i6
     request.max_wait_ms = 0;
     request.max_bytes = 1 << 20;
     request.topics.push(t);
-    c.call(&request, 12, T).await.expect("fetch")
+    c.call(&request, version, T).await.expect("fetch")
 }
 
 #[tokio::test]
@@ -169,4 +177,75 @@ async fn a_lapsed_lease_refuses_produce() {
     grant_lease(&agent, Duration::from_secs(60));
     let read = fetch(&mut c, 0, 3, 0).await;
     assert_eq!(read.responses[0].partitions[0].high_watermark, 0, "the refused produce left no trace");
+}
+
+/// Every advertised version of Produce and Fetch encodes its answers (a
+/// field set outside its versions would make the encoder refuse).
+#[tokio::test]
+async fn every_advertised_produce_and_fetch_version_answers() {
+    let (_agent, mut c, _stop) = broker().await;
+    let mut expected_offset = 0;
+    for version in 3..=10 {
+        let response = produce_at(&mut c, version, 0, 1, 1).await;
+        let p = &response.responses[0].partition_responses[0];
+        assert_eq!((p.error_code, p.base_offset), (0, expected_offset), "produce v{version}");
+        expected_offset += 1;
+        let refused = produce_at(&mut c, version, 1, 1, 1).await;
+        assert_eq!(refused.responses[0].partition_responses[0].error_code, 6, "produce v{version}");
+    }
+    for version in 4..=12 {
+        let response = fetch_at(&mut c, version, 0, if version >= 9 { 3 } else { -1 }, 0).await;
+        let p = &response.responses[0].partitions[0];
+        assert_eq!((p.error_code, p.high_watermark), (0, expected_offset), "fetch v{version}");
+    }
+}
+
+/// Every advertised version of Metadata, ListOffsets, OffsetForLeaderEpoch
+/// and ApiVersions answers.
+#[tokio::test]
+async fn every_advertised_version_of_the_other_apis_answers() {
+    use kafka_protocol::messages::ListOffsetsRequest;
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    let (_agent, mut c, _stop) = broker().await;
+    produce(&mut c, 0, 1, 2).await;
+    for version in 1..=12 {
+        let mut request = MetadataRequest::default();
+        request.topics = None;
+        let response = c.call(&request, version, T).await.expect("metadata");
+        assert_eq!(response.topics.len(), 1, "metadata v{version}");
+    }
+    for version in 1..=7 {
+        let mut p = ListOffsetsPartition::default();
+        p.partition_index = 0;
+        p.timestamp = -1;
+        if version >= 4 {
+            p.current_leader_epoch = 3;
+        }
+        let mut t = ListOffsetsTopic::default();
+        t.name = topic();
+        t.partitions.push(p);
+        let mut request = ListOffsetsRequest::default();
+        request.replica_id = BrokerId(-1);
+        request.topics.push(t);
+        let response = c.call(&request, version, T).await.expect("list offsets");
+        let p = &response.topics[0].partitions[0];
+        assert_eq!((p.error_code, p.offset), (0, 2), "list offsets v{version} (latest = high watermark)");
+    }
+    for version in 2..=4 {
+        let mut op = OffsetForLeaderPartition::default();
+        op.partition = 0;
+        op.current_leader_epoch = 3;
+        op.leader_epoch = 3;
+        let mut ot = OffsetForLeaderTopic::default();
+        ot.topic = topic();
+        ot.partitions.push(op);
+        let mut request = OffsetForLeaderEpochRequest::default();
+        request.topics.push(ot);
+        let response = c.call(&request, version, T).await.expect("offset for leader epoch");
+        assert_eq!(response.topics[0].partitions[0].end_offset, 2, "offset for leader epoch v{version}");
+    }
+    for version in 0..=3 {
+        let response = c.call(&ApiVersionsRequest::default(), version, T).await.expect("api versions");
+        assert_eq!(response.error_code, 0, "api versions v{version}");
+    }
 }

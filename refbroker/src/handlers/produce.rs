@@ -72,6 +72,12 @@ pub(super) async fn handle(broker: &Broker, request: ProduceRequest, version: i1
         let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0)).min(MAX_PRODUCE_TIMEOUT);
         wait_for_isr(broker, &mut response, pending, Instant::now() + timeout, &mut endpoints).await;
     }
+    if version < 5 {
+        // Not in the wire format before v5; the encoder refuses a set value.
+        for p in response.responses.iter_mut().flat_map(|t| t.partition_responses.iter_mut()) {
+            p.log_start_offset = -1;
+        }
+    }
     if version >= 10 {
         response.node_endpoints = endpoints
             .iter()
