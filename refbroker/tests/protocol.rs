@@ -90,6 +90,26 @@ async fn fetch_at(c: &mut Connection, version: i16, partition: i32, leader_epoch
     c.call(&request, version, T).await.expect("fetch")
 }
 
+/// OffsetForLeaderEpoch for t/0 as follower 2, at the leader's epoch 3.
+async fn epoch_end(
+    c: &mut Connection,
+    version: i16,
+    leader_epoch: i32,
+) -> kafka_protocol::messages::offset_for_leader_epoch_response::EpochEndOffset {
+    let mut op = OffsetForLeaderPartition::default();
+    op.partition = 0;
+    op.current_leader_epoch = 3;
+    op.leader_epoch = leader_epoch;
+    let mut ot = OffsetForLeaderTopic::default();
+    ot.topic = topic();
+    ot.partitions.push(op);
+    let mut request = OffsetForLeaderEpochRequest::default();
+    request.replica_id = BrokerId(2);
+    request.topics.push(ot);
+    let mut response = c.call(&request, version, T).await.expect("offset for leader epoch");
+    response.topics.remove(0).partitions.remove(0)
+}
+
 #[tokio::test]
 async fn api_versions_lists_the_served_apis() {
     let (_agent, mut c, _stop) = broker().await;
@@ -134,18 +154,7 @@ async fn produce_fetch_and_epoch_checks_on_the_leader() {
     assert_eq!(fetch(&mut c, 0, 4, 0).await.responses[0].partitions[0].error_code, 75);
     assert_eq!(fetch(&mut c, 0, 3, 99).await.responses[0].partitions[0].error_code, 1, "offset out of range");
 
-    let mut op = OffsetForLeaderPartition::default();
-    op.partition = 0;
-    op.current_leader_epoch = 3;
-    op.leader_epoch = 3;
-    let mut ot = OffsetForLeaderTopic::default();
-    ot.topic = topic();
-    ot.partitions.push(op);
-    let mut request = OffsetForLeaderEpochRequest::default();
-    request.replica_id = BrokerId(2);
-    request.topics.push(ot);
-    let response = c.call(&request, 4, T).await.expect("offset for leader epoch");
-    let end = &response.topics[0].partitions[0];
+    let end = epoch_end(&mut c, 4, 3).await;
     assert_eq!((end.error_code, end.leader_epoch, end.end_offset), (0, 3, 5));
 }
 
@@ -232,17 +241,7 @@ async fn every_advertised_version_of_the_other_apis_answers() {
         assert_eq!((p.error_code, p.offset), (0, 2), "list offsets v{version} (latest = high watermark)");
     }
     for version in 2..=4 {
-        let mut op = OffsetForLeaderPartition::default();
-        op.partition = 0;
-        op.current_leader_epoch = 3;
-        op.leader_epoch = 3;
-        let mut ot = OffsetForLeaderTopic::default();
-        ot.topic = topic();
-        ot.partitions.push(op);
-        let mut request = OffsetForLeaderEpochRequest::default();
-        request.topics.push(ot);
-        let response = c.call(&request, version, T).await.expect("offset for leader epoch");
-        assert_eq!(response.topics[0].partitions[0].end_offset, 2, "offset for leader epoch v{version}");
+        assert_eq!(epoch_end(&mut c, version, 3).await.end_offset, 2, "offset for leader epoch v{version}");
     }
     for version in 0..=3 {
         let response = c.call(&ApiVersionsRequest::default(), version, T).await.expect("api versions");
