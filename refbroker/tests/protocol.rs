@@ -2,25 +2,17 @@
 //! with an agent whose view and lease are fed by hand
 //! (`baton_agent::testing`). Each test names what it proves.
 
+mod common;
+
 use std::time::Duration;
 
 use baton_agent::Agent;
 use baton_agent::testing::{apply, grant_lease, idle_agent, partition, suspend};
 use baton_proto::v1::{BrokerInfo, LeadershipUpdate};
-use baton_refbroker::batch::testing::batch_bytes;
 use baton_refbroker::client::Connection;
-use baton_refbroker::{BrokerConfig, serve};
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use common::{T, connect, fetch, fetch_at, listener, produce, produce_at, start, topic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, BrokerId, FetchRequest, FetchResponse, MetadataRequest, OffsetForLeaderEpochRequest,
-    ProduceRequest, ProduceResponse, TopicName,
-};
-use kafka_protocol::protocol::StrBytes;
-use tokio::net::TcpListener;
-
-const T: Duration = Duration::from_secs(5);
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, BrokerId, MetadataRequest, OffsetForLeaderEpochRequest};
 
 /// Broker 1 leads t/0 (epoch 3, ISR {1}); broker 2 leads t/1 (epoch 5).
 async fn broker() -> (Agent, Connection, tokio::sync::watch::Sender<bool>) {
@@ -38,56 +30,9 @@ async fn broker() -> (Agent, Connection, tokio::sync::watch::Sender<bool>) {
     };
     assert!(apply(&agent, &update));
     grant_lease(&agent, Duration::from_secs(60));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr").to_string();
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let config = BrokerConfig::new(1, vec!["127.0.0.1:1".into()], "broker-1:9092");
-    tokio::spawn(serve(config, agent.clone(), listener, shutdown));
-    let connection = Connection::connect(&addr, "protocol-test".into(), T).await.expect("connect");
-    (agent, connection, stop)
-}
-
-fn topic() -> TopicName {
-    TopicName(StrBytes::from_static_str("t"))
-}
-
-async fn produce(c: &mut Connection, partition: i32, acks: i16, count: i32) -> ProduceResponse {
-    produce_at(c, 10, partition, acks, count).await
-}
-
-async fn produce_at(c: &mut Connection, version: i16, partition: i32, acks: i16, count: i32) -> ProduceResponse {
-    let mut data = PartitionProduceData::default();
-    data.index = partition;
-    data.records = Some(batch_bytes(0, -1, count));
-    let mut t = TopicProduceData::default();
-    t.name = topic();
-    t.partition_data.push(data);
-    let mut request = ProduceRequest::default();
-    request.acks = acks;
-    request.timeout_ms = 5000;
-    request.topic_data.push(t);
-    c.call(&request, version, T).await.expect("produce")
-}
-
-async fn fetch(c: &mut Connection, partition: i32, leader_epoch: i32, offset: i64) -> FetchResponse {
-    fetch_at(c, 12, partition, leader_epoch, offset).await
-}
-
-async fn fetch_at(c: &mut Connection, version: i16, partition: i32, leader_epoch: i32, offset: i64) -> FetchResponse {
-    let mut p = FetchPartition::default();
-    p.partition = partition;
-    p.current_leader_epoch = leader_epoch;
-    p.fetch_offset = offset;
-    p.partition_max_bytes = 1 << 20;
-    let mut t = FetchTopic::default();
-    t.topic = topic();
-    t.partitions.push(p);
-    let mut request = FetchRequest::default();
-    request.replica_id = BrokerId(-1);
-    request.max_wait_ms = 0;
-    request.max_bytes = 1 << 20;
-    request.topics.push(t);
-    c.call(&request, version, T).await.expect("fetch")
+    let (listener, addr) = listener().await;
+    let stop = start(1, &agent, listener, "broker-1:9092");
+    (agent, connect(&addr).await, stop)
 }
 
 /// OffsetForLeaderEpoch for t/0 as follower 2, at the leader's epoch 3.

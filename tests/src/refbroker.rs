@@ -111,6 +111,12 @@ impl KafkaCluster {
         self.brokers[broker_index(id)].kill9();
     }
 
+    /// Starts a killed broker again, same id and listener: its in-memory
+    /// logs are gone, so it comes back as an empty replica.
+    pub fn restart_broker(&mut self, id: i64) {
+        self.brokers[broker_index(id)].start();
+    }
+
     pub fn pause_broker(&self, id: i64) {
         self.brokers[broker_index(id)].signal("STOP");
     }

@@ -2,9 +2,11 @@
 //! (`baton-refbroker`, each embedding the agent) and three controllers; a
 //! librdkafka producer (confluent-kafka, acks=all, no idempotence) sends
 //! numbered messages throughout; the leader of partition 0 is kill -9'd,
-//! later another leader is SIGSTOPped and SIGCONTed, and a preferred
-//! election moves a leadership away from a live broker. Then kcat reads
-//! every partition from the start.
+//! later another leader is SIGSTOPped and SIGCONTed, the killed broker
+//! restarts with empty logs and catches up, and a preferred election gives
+//! every partition back to its first replica (moving leadership off live
+//! brokers). Then kcat reads every partition from the start, from leaders
+//! that include the restarted and the resumed broker.
 //!
 //! Property: every acknowledged message is read back at its acknowledged
 //! offset, in ack order within its partition (duplicates allowed, counted);
@@ -68,6 +70,21 @@ async fn wait_metadata_agrees(cluster: &KafkaCluster, bootstrap: &str, gone: Opt
         .await
 }
 
+/// Waits until `broker` is in the ISR of every partition.
+async fn wait_in_every_isr(cluster: &KafkaCluster, broker: i64, what: &str) {
+    cluster
+        .cluster
+        .wait_until(what, LONG, || {
+            let d = cluster.cluster.describe(TOPIC).ok()?;
+            d["partitions"]
+                .as_array()?
+                .iter()
+                .all(|p| p["isr"].as_array().is_some_and(|isr| isr.iter().any(|b| b.as_i64() == Some(broker))))
+                .then_some(())
+        })
+        .await;
+}
+
 async fn run(acks: &str) -> Figures {
     ensure_kafka_clients().expect("installing confluent-kafka and kcat");
     let mut cluster = KafkaCluster::start(3).await;
@@ -102,41 +119,31 @@ async fn run(acks: &str) -> Figures {
     let t_pause_done = unix_now();
     cluster.resume_broker(paused);
     // The resumed broker re-registers, truncates, catches up and rejoins every ISR.
-    cluster
-        .cluster
-        .wait_until("the resumed broker back in every ISR", LONG, || {
-            let d = cluster.cluster.describe(TOPIC).ok()?;
-            d["partitions"]
-                .as_array()?
-                .iter()
-                .all(|p| p["isr"].as_array().is_some_and(|isr| isr.iter().any(|b| b.as_i64() == Some(paused))))
-                .then_some(())
-        })
-        .await;
+    wait_in_every_isr(&cluster, paused, "the resumed broker back in every ISR").await;
 
-    // Fault 3: a preferred election moves leadership off a live broker: its
-    // agent refuses the producer with NOT_LEADER_OR_FOLLOWER and a hint.
+    // The killed broker restarts with empty logs, catches up from the
+    // leaders and rejoins every ISR.
+    cluster.restart_broker(victim);
+    wait_in_every_isr(&cluster, victim, "the restarted (empty) broker back in every ISR").await;
+
+    // Fault 3: a preferred election gives every partition back to its first
+    // replica, moving leadership off live brokers (whose agents refuse the
+    // producer with NOT_LEADER_OR_FOLLOWER and a hint) and onto the
+    // restarted and the resumed broker, whose logs the final read then uses.
     let base = producer.acks_per_partition();
     let t_elect = unix_now();
-    // Only partitions whose preferred replica is alive (the killed broker's
-    // preferred partitions cannot move back).
-    let d = cluster.cluster.describe(TOPIC).expect("describe");
-    let preferred_moves: Vec<String> = d["partitions"]
-        .as_array()
-        .expect("partitions")
-        .iter()
-        .filter(|p| p["replicas"][0].as_i64() == Some(paused) && p["leader"].as_i64() != Some(paused))
-        .filter_map(|p| p["partition"].as_i64().map(|id| id.to_string()))
-        .collect();
-    assert!(!preferred_moves.is_empty(), "the resumed broker is preferred for none of the moved partitions: {d}");
-    for p in &preferred_moves {
-        let out =
-            cluster.cluster.batonctl(&["leader", "elect", "--type", "preferred", "--topic", TOPIC, "--partition", p]);
-        assert!(out.status.success(), "elect failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    let out = cluster.cluster.batonctl(&["leader", "elect", "--type", "preferred", "--topic", TOPIC]);
+    assert!(out.status.success(), "elect failed: {}", String::from_utf8_lossy(&out.stderr));
+    cluster
+        .cluster
+        .wait_until("every partition led by its first replica", LONG, || {
+            let d = cluster.cluster.describe(TOPIC).ok()?;
+            d["partitions"].as_array()?.iter().all(|p| p["leader"] == p["replicas"][0]).then_some(())
+        })
+        .await;
     producer.wait_acks("acks on every partition after the election", PARTITIONS, &base, PROGRESS, LONG).await;
     let t_elect_done = unix_now();
-    wait_metadata_agrees(&cluster, &cluster.kafka_addrs[(other - 1) as usize], Some(victim)).await;
+    wait_metadata_agrees(&cluster, &cluster.kafka_addrs[(other - 1) as usize], None).await;
 
     let mut producer = producer;
     assert!(producer.is_running(), "the producer carried on without a restart");
