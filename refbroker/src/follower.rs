@@ -33,7 +33,7 @@ const FETCH_VERSION: i16 = 11;
 const OFFSET_FOR_LEADER_EPOCH_VERSION: i16 = 4;
 const REPLICA_FETCH_MAX_BYTES: i32 = 8 << 20;
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
-const BACKOFF_MAX: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_millis(200);
 const OFFSET_OUT_OF_RANGE: i16 = 1;
 
 type Key = (Arc<str>, i32);
@@ -113,12 +113,16 @@ enum FollowError {
     Kafka(i16),
     #[error("leader's response lacks the partition")]
     Missing,
+    #[error("the partition's leadership changed during the request")]
+    LeaderChanged,
 }
 
 /// One partition's fetcher; returns when this broker leads it or no longer
-/// hosts it.
+/// hosts it. A leadership change of the partition cuts a fetch that is
+/// long-polling the old leader short (its connection is dropped).
 async fn follow(broker: Arc<Broker>, topic: Arc<str>, partition: i32) {
     let replica = broker.replicas.get_or_create(&topic, partition);
+    let mut events = broker.agent.subscribe();
     let mut fetcher = Fetcher { broker, replica, connection: None, synced_epoch: None };
     let mut backoff = BACKOFF_MIN;
     loop {
@@ -129,18 +133,50 @@ async fn follow(broker: Arc<Broker>, topic: Arc<str>, partition: i32) {
         let result = if view.leader < 0 || view.leader_endpoint.is_empty() {
             Err(FollowError::Kafka(crate::handlers::code::LEADER_NOT_AVAILABLE))
         } else {
-            fetcher.step(&view).await
+            tokio::select! {
+                r = fetcher.step(&view) => r,
+                () = leadership_changed(&mut events, &view) => Err(FollowError::LeaderChanged),
+            }
         };
         match result {
             Ok(()) => backoff = BACKOFF_MIN,
+            Err(FollowError::LeaderChanged) => {
+                fetcher.connection = None;
+                backoff = BACKOFF_MIN;
+            }
             Err(error) => {
                 tracing::debug!(%topic, partition, leader = view.leader, %error, "replica fetch failed; retrying");
                 if matches!(error, FollowError::Wire(_)) {
                     fetcher.connection = None;
                 }
-                tokio::time::sleep(backoff).await;
+                // A leadership change ends the wait early.
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = leadership_changed(&mut events, &view) => {}
+                }
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
+        }
+    }
+}
+
+/// Resolves when the agent publishes a new leader or leader epoch for the
+/// partition of `view` (or when events were missed, to be safe).
+async fn leadership_changed(events: &mut broadcast::Receiver<baton_agent::LeadershipEvent>, view: &PartitionView) {
+    loop {
+        match events.recv().await {
+            Ok(event) => {
+                let moved = event.changes.iter().any(|c| {
+                    c.view.topic == view.topic
+                        && c.view.partition == view.partition
+                        && (c.view.leader != view.leader || c.view.leader_epoch != view.leader_epoch)
+                });
+                if moved {
+                    return;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => return,
+            Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
         }
     }
 }
