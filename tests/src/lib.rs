@@ -192,13 +192,7 @@ pub struct ClusterOptions {
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        ClusterOptions {
-            controllers: 3,
-            agents: 3,
-            controller_env: Vec::new(),
-            faulty_disks: Vec::new(),
-            metrics: false,
-        }
+        ClusterOptions { controllers: 3, agents: 3, controller_env: Vec::new(), faulty_disks: Vec::new(), metrics: false }
     }
 }
 
@@ -224,8 +218,7 @@ impl Cluster {
         let dir = tempfile::Builder::new().prefix("baton-test-").tempdir().expect("tempdir");
         let controller_addrs: Vec<String> =
             (0..options.controllers).map(|_| format!("127.0.0.1:{}", free_port())).collect();
-        let peers =
-            controller_addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
+        let peers = controller_addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
         let shim = (!options.faulty_disks.is_empty()).then(|| faults::FaultFs::build(&dir.path().join("faultfs")));
         let mut disks = Vec::new();
         let mut controllers = Vec::new();
@@ -377,11 +370,7 @@ impl Cluster {
         stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: baton\r\nConnection: close\r\n\r\n").await?;
         let mut response = String::new();
         stream.read_to_string(&mut response).await?;
-        anyhow::ensure!(
-            response.starts_with("HTTP/1.1 200"),
-            "metrics answered: {}",
-            response.lines().next().unwrap_or("")
-        );
+        anyhow::ensure!(response.starts_with("HTTP/1.1 200"), "metrics answered: {}", response.lines().next().unwrap_or(""));
         Ok(response)
     }
 
@@ -467,8 +456,7 @@ impl Cluster {
     /// Asks agent `index`'s sidecar whether it may accept a produce now.
     pub async fn check(&self, index: usize, topic: &str, partition: i32) -> anyhow::Result<CheckResponse> {
         let mut client = AgentClient::connect(format!("http://{}", self.agent_addrs[index])).await?;
-        let request =
-            CheckRequest { topic: topic.into(), partition, kind: CheckKind::Produce as i32, leader_epoch: -1 };
+        let request = CheckRequest { topic: topic.into(), partition, kind: CheckKind::Produce as i32, leader_epoch: -1 };
         Ok(client.check(request).await?.into_inner())
     }
 
@@ -573,12 +561,12 @@ pub async fn agents_agree(cluster: &Cluster, topic: &str, live_agents: &[usize])
     }
 }
 
+
 impl Cluster {
     /// Reports a replica's log end offset through agent `index`'s sidecar.
     pub async fn record_progress(&self, index: usize, topic: &str, partition: i32, log_end_offset: i64) {
         use baton_proto::v1::ProgressReport;
-        let mut client =
-            AgentClient::connect(format!("http://{}", self.agent_addrs[index])).await.expect("connect sidecar");
+        let mut client = AgentClient::connect(format!("http://{}", self.agent_addrs[index])).await.expect("connect sidecar");
         let report = ProgressReport { topic: topic.into(), partition, log_end_offset };
         let ack = client.record_progress(futures::stream::iter(vec![report])).await.expect("record progress");
         assert_eq!(ack.into_inner().accepted, 1);

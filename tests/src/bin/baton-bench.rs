@@ -212,9 +212,7 @@ fn main() -> anyhow::Result<()> {
                     )
                     .await
                 }
-                Cmd::Commit { count, concurrency, samples } => {
-                    commit_bench(&options, count, &concurrency, samples).await
-                }
+                Cmd::Commit { count, concurrency, samples } => commit_bench(&options, count, &concurrency, samples).await,
                 Cmd::Check { .. } => unreachable!("handled above"),
             }
         };
@@ -244,9 +242,7 @@ fn write_json(path: Option<&Path>, value: &Value) -> anyhow::Result<()> {
 fn machine_info() -> Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
         .unwrap_or_default();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
@@ -379,8 +375,7 @@ impl Cluster {
         };
         let controller_addrs: Vec<String> =
             (0..3).map(|_| free_port().map(|p| format!("127.0.0.1:{p}"))).collect::<anyhow::Result<_>>()?;
-        let peers =
-            controller_addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
+        let peers = controller_addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
         let mut cluster = Cluster {
             dir: Some(dir),
             keep_logs: options.keep_logs,
@@ -769,10 +764,7 @@ async fn failover(
     };
     let mut results = Vec::new();
     for run in 1..=runs {
-        eprintln!(
-            "[{name}] run {run}/{runs}: starting a cluster, topic {TOPIC} with {} partitions, RF 3",
-            3 * partitions
-        );
+        eprintln!("[{name}] run {run}/{runs}: starting a cluster, topic {TOPIC} with {} partitions, RF 3", 3 * partitions);
         let mut cluster = Cluster::start(options, true, fault == Fault::Cut, &[2, 3]).await?;
         let result = failover_run(&mut cluster, fault, partitions, timeout, lease_ms).await;
         let odd = |r: &RunResult| {
@@ -860,18 +852,14 @@ async fn failover_run(
         .context("DescribeTopic")?
         .into_inner();
     let topic = described.topic.context("no topic in DescribeTopic")?;
-    let view: BTreeMap<i32, (i32, i32)> =
-        topic.partitions.iter().map(|p| (p.partition, (p.leader, p.leader_epoch))).collect();
+    let view: BTreeMap<i32, (i32, i32)> = topic.partitions.iter().map(|p| (p.partition, (p.leader, p.leader_epoch))).collect();
     let mut leaders_per_broker = BTreeMap::new();
     for &(l, _) in view.values() {
         *leaders_per_broker.entry(l).or_insert(0usize) += 1;
     }
     let tracked: Arc<HashSet<i32>> = Arc::new(view.iter().filter(|(_, (l, _))| *l == 1).map(|(p, _)| *p).collect());
     if tracked.len() != partitions as usize {
-        eprintln!(
-            "warning: broker 1 leads {} partitions, not {partitions} (leaders per broker: {leaders_per_broker:?})",
-            tracked.len()
-        );
+        eprintln!("warning: broker 1 leads {} partitions, not {partitions} (leaders per broker: {leaders_per_broker:?})", tracked.len());
     }
     ensure!(!tracked.is_empty(), "broker 1 leads nothing");
 
@@ -905,12 +893,7 @@ async fn failover_run(
             .map(|p| {
                 let mut c = sidecar.clone();
                 async move {
-                    let req = CheckRequest {
-                        topic: TOPIC.into(),
-                        partition: p,
-                        kind: CheckKind::Produce as i32,
-                        leader_epoch: -1,
-                    };
+                    let req = CheckRequest { topic: TOPIC.into(), partition: p, kind: CheckKind::Produce as i32, leader_epoch: -1 };
                     c.check(req).await.map(|r| r.into_inner().allowed).unwrap_or(false)
                 }
             })
@@ -935,8 +918,13 @@ async fn failover_run(
         .map(|a| tokio::spawn(record_agent(a.clone(), a.subscribe(), tracked.clone(), 1, fault_deadline)))
         .collect();
     let watch_client = cluster.client(leader).await?;
-    let controller =
-        tokio::spawn(record_controller(watch_client, described.metadata_version, tracked.clone(), 1, fault_deadline));
+    let controller = tokio::spawn(record_controller(
+        watch_client,
+        described.metadata_version,
+        tracked.clone(),
+        1,
+        fault_deadline,
+    ));
     // Give the watch stream time to open before the fault.
     tokio::time::sleep(Duration::from_millis(200)).await;
 
@@ -1234,26 +1222,11 @@ fn print_failover(name: &str, partitions: u32, fault: Fault, lease_ms: u64, resu
     let total = 3 * partitions;
     println!("{name}: broker 1 led N = {partitions} of {total} partitions (RF 3); times in ms after the signal or cut");
     println!("failover = max over the 2 surviving agents of (instant the agent enforces the new leader - t0)");
-    println!(
-        "detected / fenced: leader controller's log lines (session closed or timed out / fence applied), ms after t0;"
-    );
-    println!(
-        "ctrl-watch: a WatchLeadership stream on the leader delivered the move; fence-took: propose->applied (log)"
-    );
+    println!("detected / fenced: leader controller's log lines (session closed or timed out / fence applied), ms after t0;");
+    println!("ctrl-watch: a WatchLeadership stream on the leader delivered the move; fence-took: propose->applied (log)");
     println!(
         "{:>4} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8} {:>6}",
-        "run",
-        "parts",
-        "min",
-        "median",
-        "p99",
-        "max",
-        "detected",
-        "fenced",
-        "ctrl-watch",
-        "fence-took",
-        "missing",
-        "viol"
+        "run", "parts", "min", "median", "p99", "max", "detected", "fenced", "ctrl-watch", "fence-took", "missing", "viol"
     );
     let fmt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
     for (i, r) in results.iter().enumerate() {
@@ -1379,12 +1352,12 @@ async fn commit_bench(options: &Options, count: u32, levels: &[u32], samples: bo
     let rows = result?;
     println!();
     println!("commit: CreateTopic (1 partition, RF 1) to the controller leader; latency in ms as the client sees it");
-    println!(
-        "{:>11} {:>7} {:>8} {:>8} {:>8} {:>8} {:>10}",
-        "concurrency", "writes", "min", "median", "p99", "max", "writes/s"
-    );
+    println!("{:>11} {:>7} {:>8} {:>8} {:>8} {:>8} {:>10}", "concurrency", "writes", "min", "median", "p99", "max", "writes/s");
     for (c, s, rate, _) in &rows {
-        println!("{:>11} {:>7} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>10.0}", c, s.n, s.min, s.median, s.p99, s.max, rate);
+        println!(
+            "{:>11} {:>7} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>10.0}",
+            c, s.n, s.min, s.median, s.p99, s.max, rate
+        );
     }
     Ok(json!({
         "scenario": "commit",
