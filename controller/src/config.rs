@@ -21,7 +21,14 @@ pub struct ControllerConfig {
     /// Address the one gRPC port listens on (all services).
     pub listen: SocketAddr,
     /// Every voter of the initial quorum, this one included: `1=host:port,2=host:port,...`.
+    /// A controller that joins later lists the current members and itself.
     pub peers: String,
+    /// Start as a new member of an existing quorum (added with `batonctl
+    /// quorum add`) instead of bootstrapping one: an empty data dir then waits
+    /// for a snapshot from the leader instead of making `peers` the voters.
+    /// Ignored once the data dir holds a log.
+    #[serde(default)]
+    pub join: bool,
     /// `text` or `json`.
     #[serde(default = "default_log_format")]
     pub log_format: String,
@@ -145,6 +152,7 @@ pub struct Overrides {
     pub peers: Option<String>,
     pub log_format: Option<String>,
     pub metrics_listen: Option<String>,
+    pub join: bool,
 }
 
 impl ControllerConfig {
@@ -179,6 +187,9 @@ impl ControllerConfig {
         }
         if let Some(v) = overrides.metrics_listen {
             builder = builder.set_override("metrics_listen", v)?;
+        }
+        if overrides.join {
+            builder = builder.set_override("join", true)?;
         }
         let config: ControllerConfig = builder
             .build()
@@ -237,8 +248,8 @@ impl ControllerConfig {
 /// prefix (`BATON_CONTROLLERS` for batonctl, `BATON_AGENT_*` for the agent)
 /// are left alone rather than failing the strict parse.
 fn controller_env(vars: impl Iterator<Item = (String, String)>) -> config::Map<String, String> {
-    const KEYS: [&str; 9] =
-        ["ID", "DATA_DIR", "LISTEN", "PEERS", "LOG_FORMAT", "METRICS_LISTEN", "RAFT", "LIVENESS", "LIMITS"];
+    const KEYS: [&str; 10] =
+        ["ID", "DATA_DIR", "LISTEN", "PEERS", "JOIN", "LOG_FORMAT", "METRICS_LISTEN", "RAFT", "LIVENESS", "LIMITS"];
     vars.filter(|(k, _)| {
         k.strip_prefix("BATON_")
             .map(|rest| rest.split("__").next().unwrap_or_default())
@@ -274,6 +285,7 @@ mod tests {
             peers: "1=127.0.0.1:7101,2=127.0.0.1:7102".into(),
             log_format: "text".into(),
             metrics_listen: None,
+            join: false,
             raft: RaftConfig::default(),
             liveness: LivenessConfig::default(),
             limits: LimitsConfig::default(),

@@ -36,7 +36,7 @@ use crate::liveness::Liveness;
 use crate::metadata::Metadata;
 use crate::raft::driver::{Driver, restore_state};
 use crate::raft::transport::{RaftService, Transport};
-use crate::raft::{DRIVER_QUEUE, QuorumContact, RaftHandle, RaftStatus};
+use crate::raft::{DRIVER_QUEUE, Members, PeerContact, QuorumContact, RaftHandle, RaftStatus};
 use crate::service::controller::ControllerService;
 use crate::service::forward::Forwarder;
 use crate::service::session::BrokerSessionService;
@@ -71,15 +71,19 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.validate()?;
-    let peers = Arc::new(config.peer_map()?);
+    let peers = config.peer_map()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let storage = RaftStorage::open(&config.data_dir).context("opening raft storage")?;
-    if storage.is_empty() {
+    if storage.is_empty() && config.join {
+        info!(id = config.id, "empty log: joining an existing quorum; waiting for a snapshot from its leader");
+    } else if storage.is_empty() {
         let cs = ::raft::prelude::ConfState { voters: peers.keys().copied().collect(), ..Default::default() };
         storage.initialize(&cs).context("initialising raft storage")?;
         info!(voters = ?cs.voters, "initialised a new raft log");
     }
+    let members = Arc::new(Members::new(peers));
+    let contact = Arc::new(PeerContact::default());
     let state = restore_state(&storage)?;
     info!(id = config.id, applied = state.applied_index(), "restored state machine");
     let metadata = Arc::new(Metadata::new(state, config.limits.change_log_entries));
@@ -90,10 +94,11 @@ pub async fn run(
         driver_tx.clone(),
         status_rx,
         metadata.clone(),
-        peers.clone(),
+        members.clone(),
+        contact.clone(),
         Duration::from_millis(config.raft.proposal_timeout_ms),
     );
-    let transport = Transport::start(config.id, &peers, driver_tx, config.limits.max_message_bytes);
+    let transport = Transport::new(config.id, driver_tx, config.limits.max_message_bytes);
     let quorum_contact = Arc::new(QuorumContact::default());
     let driver = Driver::new(
         config.id,
@@ -104,6 +109,8 @@ pub async fn run(
         transport,
         status_tx,
         quorum_contact.clone(),
+        members,
+        contact,
     )?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -161,9 +168,8 @@ pub async fn run(
     let sessions = BrokerSessionServer::new(BrokerSessionService::new(shared.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
-    let raft_service = RaftServer::new(RaftService::new(handle, peers.keys().copied().collect()))
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
+    let raft_service =
+        RaftServer::new(RaftService::new(handle)).max_decoding_message_size(max).max_encoding_message_size(max);
 
     let local = listener.local_addr().ok();
     info!(id = config.id, listen = ?local, "controller serving");

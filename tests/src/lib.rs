@@ -192,7 +192,13 @@ pub struct ClusterOptions {
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        ClusterOptions { controllers: 3, agents: 3, controller_env: Vec::new(), faulty_disks: Vec::new(), metrics: false }
+        ClusterOptions {
+            controllers: 3,
+            agents: 3,
+            controller_env: Vec::new(),
+            faulty_disks: Vec::new(),
+            metrics: false,
+        }
     }
 }
 
@@ -208,6 +214,8 @@ pub struct Cluster {
     keep_logs: bool,
     /// Per controller, the faultfs control file when it runs with the shim.
     disks: Vec<Option<faults::DiskControl>>,
+    /// Extra environment every controller gets (also those added later).
+    controller_env: Vec<(String, String)>,
 }
 
 impl Cluster {
@@ -218,7 +226,8 @@ impl Cluster {
         let dir = tempfile::Builder::new().prefix("baton-test-").tempdir().expect("tempdir");
         let controller_addrs: Vec<String> =
             (0..options.controllers).map(|_| format!("127.0.0.1:{}", free_port())).collect();
-        let peers = controller_addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
+        let peers =
+            controller_addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
         let shim = (!options.faulty_disks.is_empty()).then(|| faults::FaultFs::build(&dir.path().join("faultfs")));
         let mut disks = Vec::new();
         let mut controllers = Vec::new();
@@ -272,6 +281,7 @@ impl Cluster {
             broker_endpoints,
             keep_logs: std::env::var_os("BATON_KEEP_LOGS").is_some(),
             disks,
+            controller_env: options.controller_env.clone(),
         };
         cluster.wait_for_quorum(Duration::from_secs(30)).await;
         let n = options.agents;
@@ -370,7 +380,11 @@ impl Cluster {
         stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: baton\r\nConnection: close\r\n\r\n").await?;
         let mut response = String::new();
         stream.read_to_string(&mut response).await?;
-        anyhow::ensure!(response.starts_with("HTTP/1.1 200"), "metrics answered: {}", response.lines().next().unwrap_or(""));
+        anyhow::ensure!(
+            response.starts_with("HTTP/1.1 200"),
+            "metrics answered: {}",
+            response.lines().next().unwrap_or("")
+        );
         Ok(response)
     }
 
@@ -378,6 +392,45 @@ impl Cluster {
     pub async fn agent_status(&self, index: usize) -> anyhow::Result<baton_proto::v1::AgentStatusResponse> {
         let mut client = AgentClient::connect(format!("http://{}", self.agent_addrs[index])).await?;
         Ok(client.status(baton_proto::v1::AgentStatusRequest {}).await?.into_inner())
+    }
+
+    /// Starts one more controller process with `--join` (id = its index + 1,
+    /// `--peers` naming every controller so far and itself); it takes part
+    /// only once `batonctl quorum add` makes it a member. Returns its index.
+    /// Agents keep their controller list: they find it through leader hints.
+    pub fn spawn_joining_controller(&mut self) -> usize {
+        let index = self.controllers.len();
+        let id = index + 1;
+        let addr = format!("127.0.0.1:{}", free_port());
+        self.controller_addrs.push(addr.clone());
+        let peers = self
+            .controller_addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}={a}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let data = self.dir.path().join(format!("controller-{id}"));
+        let args = vec![
+            "--id".into(),
+            id.to_string(),
+            "--data-dir".into(),
+            data.to_string_lossy().into_owned(),
+            "--listen".into(),
+            addr,
+            "--peers".into(),
+            peers,
+            "--join".into(),
+        ];
+        let log = self.dir.path().join(format!("controller-{id}.log"));
+        self.controllers.push(Proc::spawn("baton-controller", args, self.controller_env.clone(), log));
+        self.disks.push(None);
+        index
+    }
+
+    /// Whether controller `index`'s process is running.
+    pub fn controller_running(&mut self, index: usize) -> bool {
+        self.controllers[index].is_running()
     }
 
     pub fn kill_controller(&mut self, index: usize) {
@@ -456,7 +509,8 @@ impl Cluster {
     /// Asks agent `index`'s sidecar whether it may accept a produce now.
     pub async fn check(&self, index: usize, topic: &str, partition: i32) -> anyhow::Result<CheckResponse> {
         let mut client = AgentClient::connect(format!("http://{}", self.agent_addrs[index])).await?;
-        let request = CheckRequest { topic: topic.into(), partition, kind: CheckKind::Produce as i32, leader_epoch: -1 };
+        let request =
+            CheckRequest { topic: topic.into(), partition, kind: CheckKind::Produce as i32, leader_epoch: -1 };
         Ok(client.check(request).await?.into_inner())
     }
 
@@ -561,12 +615,12 @@ pub async fn agents_agree(cluster: &Cluster, topic: &str, live_agents: &[usize])
     }
 }
 
-
 impl Cluster {
     /// Reports a replica's log end offset through agent `index`'s sidecar.
     pub async fn record_progress(&self, index: usize, topic: &str, partition: i32, log_end_offset: i64) {
         use baton_proto::v1::ProgressReport;
-        let mut client = AgentClient::connect(format!("http://{}", self.agent_addrs[index])).await.expect("connect sidecar");
+        let mut client =
+            AgentClient::connect(format!("http://{}", self.agent_addrs[index])).await.expect("connect sidecar");
         let report = ProgressReport { topic: topic.into(), partition, log_end_offset };
         let ack = client.record_progress(futures::stream::iter(vec![report])).await.expect("record progress");
         assert_eq!(ack.into_inner().accepted, 1);

@@ -48,11 +48,17 @@ async fn killed_leader_broker_fails_over_to_isr_members_with_higher_epochs() {
         if old_leader == 1 {
             assert!(epoch > old_epoch, "partition {id}: epoch {epoch} not above {old_epoch}");
             let old_isr = &before_doc["partitions"][id as usize]["isr"];
-            assert!(old_isr.as_array().expect("isr").iter().any(|b| b.as_i64() == Some(leader)), "new leader {leader} outside ISR {old_isr}");
+            assert!(
+                old_isr.as_array().expect("isr").iter().any(|b| b.as_i64() == Some(leader)),
+                "new leader {leader} outside ISR {old_isr}"
+            );
         } else {
             assert_eq!((leader, epoch), (old_leader, old_epoch), "partition {id} moved needlessly");
         }
-        assert!(!p["isr"].as_array().expect("isr").iter().any(|b| b.as_i64() == Some(1)), "fenced broker still in ISR: {p}");
+        assert!(
+            !p["isr"].as_array().expect("isr").iter().any(|b| b.as_i64() == Some(1)),
+            "fenced broker still in ISR: {p}"
+        );
     }
     agents_agree(&cluster, "payments", &[1, 2]).await;
     let brokers = cluster.brokers().expect("brokers");
@@ -200,7 +206,11 @@ async fn bad_input_gets_typed_errors_and_changes_nothing() {
     assert_eq!(cluster.batonctl_json(&["topic", "list"]).expect("list"), topics_before, "bad input changed topics");
     let brokers_after = cluster.brokers().expect("brokers");
     for (a, b) in brokers_after.as_array().expect("b").iter().zip(brokers_before.as_array().expect("b")) {
-        assert_eq!((&a["id"], &a["epoch"], &a["state"]), (&b["id"], &b["epoch"], &b["state"]), "bad input changed brokers");
+        assert_eq!(
+            (&a["id"], &a["epoch"], &a["state"]),
+            (&b["id"], &b["epoch"], &b["state"]),
+            "bad input changed brokers"
+        );
     }
 }
 

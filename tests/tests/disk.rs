@@ -148,11 +148,19 @@ async fn new_leader(cluster: &Cluster, old: usize) -> usize {
 fn assert_failed_on_disk(cluster: &Cluster, index: usize, status: std::process::ExitStatus) {
     let log = cluster.log_of(&format!("controller-{}", index + 1));
     assert!(!status.success(), "controller-{} exited successfully after its fsync failed", index + 1);
-    assert!(log.contains("faultfs: ") && log.contains("injected EIO"), "the fault never hit controller-{}:\n{log}", index + 1);
+    assert!(
+        log.contains("faultfs: ") && log.contains("injected EIO"),
+        "the fault never hit controller-{}:\n{log}",
+        index + 1
+    );
     assert!(log.contains("raft driver failed"), "controller-{} did not stop on the storage error:\n{log}", index + 1);
     // Nothing after the failure: no role change, no vote, no leadership.
     let after = &log[log.find("injected EIO").expect("fault line")..];
-    assert!(!after.contains("raft role changed"), "controller-{} changed role after its disk failed:\n{after}", index + 1);
+    assert!(
+        !after.contains("raft role changed"),
+        "controller-{} changed role after its disk failed:\n{after}",
+        index + 1
+    );
 }
 
 fn all_alive(cluster: &Cluster) -> bool {
@@ -385,7 +393,8 @@ async fn leader_stall(stall_ms: u64, window: Duration) -> StallObservations {
                 obs.leaders.push((c + 1, l));
             }
         }
-        let brokers = tokio::time::timeout(Duration::from_millis(300), api.list_brokers(Duration::from_millis(300))).await;
+        let brokers =
+            tokio::time::timeout(Duration::from_millis(300), api.list_brokers(Duration::from_millis(300))).await;
         if let Ok(Ok(b)) = brokers {
             for broker in b.brokers.iter().filter(|b| b.state != 1) {
                 obs.not_alive.entry(broker.id).or_insert((broker.state, fault_started.elapsed().as_millis()));

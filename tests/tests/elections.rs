@@ -17,14 +17,22 @@ async fn restarted_broker_rejoins_isr_and_preferred_election_restores_it() {
     cluster
         .wait_until("broker 1 out of every ISR", LONG, || {
             let d = cluster.describe("events").ok()?;
-            d["partitions"].as_array()?.iter().all(|p| !p["isr"].as_array().is_some_and(|i| i.iter().any(|b| b == 1))).then_some(())
+            d["partitions"]
+                .as_array()?
+                .iter()
+                .all(|p| !p["isr"].as_array().is_some_and(|i| i.iter().any(|b| b == 1)))
+                .then_some(())
         })
         .await;
     cluster.restart_agent(0);
     let rejoined = cluster
         .wait_until("broker 1 back in every ISR", LONG, || {
             let d = cluster.describe("events").ok()?;
-            d["partitions"].as_array()?.iter().all(|p| p["isr"].as_array().is_some_and(|i| i.iter().any(|b| b == 1))).then_some(d)
+            d["partitions"]
+                .as_array()?
+                .iter()
+                .all(|p| p["isr"].as_array().is_some_and(|i| i.iter().any(|b| b == 1)))
+                .then_some(d)
         })
         .await;
     let before = leaders(&rejoined);
@@ -111,7 +119,8 @@ async fn lagging_follower_leaves_the_isr_and_rejoins_after_catching_up() {
     let created = create_topic(&cluster, "lag", 1, 3);
     let p = &created["partitions"][0];
     let leader = p["leader"].as_i64().expect("leader") as usize - 1;
-    let replicas: Vec<usize> = p["replicas"].as_array().expect("replicas").iter().map(|b| b.as_i64().expect("id") as usize - 1).collect();
+    let replicas: Vec<usize> =
+        p["replicas"].as_array().expect("replicas").iter().map(|b| b.as_i64().expect("id") as usize - 1).collect();
     let (keeps_up, lags) = {
         let followers: Vec<usize> = replicas.iter().copied().filter(|r| *r != leader).collect();
         (followers[0], followers[1])
@@ -122,7 +131,10 @@ async fn lagging_follower_leaves_the_isr_and_rejoins_after_catching_up() {
     cluster.record_progress(keeps_up, "lag", 0, 100).await;
     cluster.record_progress(lags, "lag", 0, 10).await;
     let isr = |d: &serde_json::Value| -> Vec<usize> {
-        d["partitions"][0]["isr"].as_array().map(|a| a.iter().filter_map(|b| b.as_i64()).map(|b| b as usize - 1).collect()).unwrap_or_default()
+        d["partitions"][0]["isr"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|b| b.as_i64()).map(|b| b as usize - 1).collect())
+            .unwrap_or_default()
     };
     let shrunk = cluster
         .wait_until("the lagging follower to leave the ISR", LONG, || {

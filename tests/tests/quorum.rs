@@ -37,7 +37,8 @@ async fn writes_through_a_follower_are_forwarded_and_reads_see_them() {
         .into_inner();
     assert!(r.leader >= 1, "{r:?}");
     assert!(!r.endpoint.is_empty());
-    let described = cluster.batonctl_json_at(&addr, &["leader", "get", "fwd", "1", "--linearizable"]).expect("leader get");
+    let described =
+        cluster.batonctl_json_at(&addr, &["leader", "get", "fwd", "1", "--linearizable"]).expect("leader get");
     assert_eq!(described["leader"].as_i64(), Some(r.leader as i64));
     assert!(described["metadata_version"].as_u64() >= Some(r.metadata_version));
 }
@@ -48,8 +49,10 @@ async fn writes_through_a_follower_are_forwarded_and_reads_see_them() {
 async fn watch_starts_full_and_resumes_from_a_version() {
     let cluster = Cluster::start(ClusterOptions::default()).await;
     create_topic(&cluster, "w1", 2, 3);
-    let mut client = ControllerClient::connect(format!("http://{}", cluster.controller_addr(0))).await.expect("connect");
-    let mut stream = client.watch_leadership(WatchLeadershipRequest { from_version: 0 }).await.expect("watch").into_inner();
+    let mut client =
+        ControllerClient::connect(format!("http://{}", cluster.controller_addr(0))).await.expect("connect");
+    let mut stream =
+        client.watch_leadership(WatchLeadershipRequest { from_version: 0 }).await.expect("watch").into_inner();
     let first = stream.message().await.expect("stream").expect("first update");
     assert!(first.full, "a watch from 0 starts with a full view");
     assert_eq!(first.partitions.iter().filter(|p| p.topic == "w1").count(), 2);
@@ -57,8 +60,11 @@ async fn watch_starts_full_and_resumes_from_a_version() {
     drop(stream);
 
     create_topic(&cluster, "w2", 1, 1);
-    let mut stream =
-        client.watch_leadership(WatchLeadershipRequest { from_version: resume_from }).await.expect("watch").into_inner();
+    let mut stream = client
+        .watch_leadership(WatchLeadershipRequest { from_version: resume_from })
+        .await
+        .expect("watch")
+        .into_inner();
     let update = tokio::time::timeout(LONG, stream.message()).await.expect("in time").expect("stream").expect("update");
     assert!(!update.full, "resuming within the change log sends deltas");
     assert!(update.metadata_version > resume_from);
@@ -99,7 +105,8 @@ async fn lagging_controller_catches_up_from_a_snapshot() {
     cluster.wait_for_quorum(LONG).await;
     tokio::time::timeout(Duration::from_secs(60), async {
         loop {
-            let out = cluster.batonctl(&["topic", "create", "after-snap", "--partitions", "1", "--replication-factor", "1"]);
+            let out =
+                cluster.batonctl(&["topic", "create", "after-snap", "--partitions", "1", "--replication-factor", "1"]);
             // A retry of a create that did commit meets TOPIC_ALREADY_EXISTS.
             if out.status.success() || String::from_utf8_lossy(&out.stderr).contains("TOPIC_ALREADY_EXISTS") {
                 break;
@@ -117,10 +124,10 @@ async fn lagging_controller_catches_up_from_a_snapshot() {
 async fn health_and_reflection_are_served() {
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_client::HealthClient;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
 
     let cluster = Cluster::start(ClusterOptions { agents: 0, ..ClusterOptions::default() }).await;
     let url = format!("http://{}", cluster.controller_addr(1));
@@ -134,7 +141,8 @@ async fn health_and_reflection_are_served() {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
     };
-    let mut answers = reflection.server_reflection_info(futures::stream::iter(vec![request])).await.expect("reflection").into_inner();
+    let mut answers =
+        reflection.server_reflection_info(futures::stream::iter(vec![request])).await.expect("reflection").into_inner();
     let answer = answers.message().await.expect("stream").expect("answer");
     let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
         panic!("unexpected reflection answer: {answer:?}");

@@ -66,7 +66,7 @@ pub enum Command {
     /// Inspect data-plane brokers.
     #[command(subcommand)]
     Broker(BrokerCommand),
-    /// Inspect the controller quorum.
+    /// Inspect and change the controller quorum.
     #[command(subcommand)]
     Quorum(QuorumCommand),
 }
@@ -153,6 +153,30 @@ pub enum BrokerCommand {
 pub enum QuorumCommand {
     /// Show the raft leader, term, commit index and members.
     Status,
+    /// Add a controller: start it first with --join (and --peers naming the
+    /// current members and itself); it joins as a learner, catches up from a
+    /// snapshot, then becomes a voter. Run again to resume an interrupted add.
+    Add {
+        /// Raft id of the new controller (>= 1).
+        id: u64,
+        /// host:port where the other controllers reach its gRPC listener.
+        #[arg(value_parser = parse_controller_addr)]
+        address: String,
+        /// Stop once it is a learner (receives the log, does not vote).
+        #[arg(long)]
+        learner_only: bool,
+        /// How long it may take to catch up before promotion (ms).
+        #[arg(long, default_value_t = 60_000)]
+        catch_up_timeout_ms: u32,
+    },
+    /// Remove a controller (voter or learner). Removing the leader hands
+    /// leadership to another voter first. Refused when the remaining voters
+    /// have no recently active majority, unless --force.
+    Remove {
+        id: u64,
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Accepts `host:port` (an `http://` prefix is tolerated and dropped).

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use baton_proto::v1::{
-    CreateTopicRequest, DeleteTopicRequest, DescribeQuorumRequest, DescribeTopicRequest, ElectLeadersRequest,
-    ElectionType, GetPartitionLeaderRequest, ListBrokersRequest, ListTopicsRequest, ReadConsistency, TopicConfig,
-    TopicPartition, WatchLeadershipRequest,
+    AddControllerRequest, CreateTopicRequest, DeleteTopicRequest, DescribeQuorumRequest, DescribeTopicRequest,
+    ElectLeadersRequest, ElectionType, GetPartitionLeaderRequest, ListBrokersRequest, ListTopicsRequest,
+    ReadConsistency, RemoveControllerRequest, TopicConfig, TopicPartition, WatchLeadershipRequest,
 };
 use serde::Serialize;
 
@@ -28,6 +28,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Leader(cmd) => leader(&controllers, format, cmd).await,
         Command::Broker(BrokerCommand::List) => broker_list(&controllers, format).await,
         Command::Quorum(QuorumCommand::Status) => quorum_status(&controllers, format).await,
+        Command::Quorum(QuorumCommand::Add { id, address, learner_only, catch_up_timeout_ms }) => {
+            // The call waits for the catch-up: give it that long and more.
+            let timeout = Duration::from_millis(cli.global.timeout_ms.max(u64::from(catch_up_timeout_ms) + 30_000));
+            let controllers = Controllers::new(cli.global.controllers.clone(), timeout);
+            let req = AddControllerRequest { id, address, learner_only, catch_up_timeout_ms };
+            let resp = controllers
+                .call(|mut client| {
+                    let req = controllers.unary(req.clone());
+                    async move { client.add_controller(req).await }
+                })
+                .await?;
+            let quorum = resp.quorum.context("controller answered without the quorum")?;
+            let view = output::quorum_json(&quorum);
+            emit(format, &view, || output::quorum_table(&view))
+        }
+        Command::Quorum(QuorumCommand::Remove { id, force }) => {
+            let req = RemoveControllerRequest { id, force };
+            let resp = controllers
+                .call(|mut client| {
+                    let req = controllers.unary(req);
+                    async move { client.remove_controller(req).await }
+                })
+                .await?;
+            let quorum = resp.quorum.context("controller answered without the quorum")?;
+            let view = output::quorum_json(&quorum);
+            emit(format, &view, || output::quorum_table(&view))
+        }
     }
 }
 

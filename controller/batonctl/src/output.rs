@@ -170,6 +170,8 @@ pub struct QuorumMemberJson {
     pub role: &'static str,
     pub match_index: u64,
     pub is_learner: bool,
+    /// Since the answering controller last heard from it (-1: never).
+    pub last_contact_ms: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -199,6 +201,7 @@ pub fn quorum_json(q: &DescribeQuorumResponse) -> QuorumJson {
         },
         match_index: m.match_index,
         is_learner: is_learner || m.is_learner,
+        last_contact_ms: m.last_contact_ms,
     };
     let mut members: Vec<QuorumMemberJson> =
         q.voters.iter().map(|m| member(m, false)).chain(q.learners.iter().map(|m| member(m, true))).collect();
@@ -428,9 +431,10 @@ pub fn quorum_table(q: &QuorumJson) -> String {
         q.applied_index.to_string(),
         q.node_id.to_string(),
     ]);
-    let mut members = Table::new(vec!["ID", "ADDRESS", "ROLE", "MATCH_INDEX"]);
+    let mut members = Table::new(vec!["ID", "ADDRESS", "ROLE", "MATCH_INDEX", "LAST_CONTACT"]);
     for m in &q.members {
-        members.row(vec![m.id.to_string(), or_dash(&m.address), m.role.to_owned(), m.match_index.to_string()]);
+        let contact = if m.last_contact_ms < 0 { "never".to_owned() } else { format!("{} ms", m.last_contact_ms) };
+        members.row(vec![m.id.to_string(), or_dash(&m.address), m.role.to_owned(), m.match_index.to_string(), contact]);
     }
     format!("{}\n{}", summary.render(), members.render())
 }

@@ -35,6 +35,10 @@ struct Args {
     /// Serve Prometheus metrics on this address (GET /metrics).
     #[arg(long)]
     metrics_listen: Option<String>,
+    /// Join an existing quorum (after `batonctl quorum add ID ADDR`) instead
+    /// of bootstrapping a new one from --peers. Only matters on an empty data dir.
+    #[arg(long)]
+    join: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,6 +51,7 @@ fn main() -> anyhow::Result<()> {
         peers: args.peers,
         log_format: args.log_format,
         metrics_listen: args.metrics_listen,
+        join: args.join,
     })?;
     init_tracing(&config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("building the runtime")?;

@@ -7,21 +7,21 @@
 //! Nothing else touches the `RawNode`; storage errors stop the driver (a node
 //! whose disk fails must not keep voting or leading).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use baton_state_machine::{Command, State};
 use protobuf::Message as _;
-use raft::prelude::{ConfChange, ConfChangeV2, Entry, EntryType, Snapshot};
+use raft::prelude::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Snapshot};
 use raft::{RawNode, SnapshotStatus, StateRole};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use super::transport::Transport;
-use super::{DriverMsg, ProposeError, Proposed, QuorumContact, RaftStatus, mono_us};
+use super::{DriverMsg, Members, PeerContact, ProposeError, Proposed, QuorumContact, RaftStatus, mono_us};
 use crate::config::RaftConfig;
 use crate::metadata::Metadata;
 use crate::storage::RaftStorage;
@@ -54,6 +54,8 @@ pub(crate) struct Driver {
     last_snapshot_index: u64,
     /// Confirmed by a ReadIndex round every tick while leading (see QuorumContact).
     quorum_contact: Arc<QuorumContact>,
+    members: Arc<Members>,
+    contact: Arc<PeerContact>,
 }
 
 /// Marks a ReadIndex context as a quorum-contact probe (followed by 8 bytes
@@ -74,6 +76,8 @@ impl Driver {
         transport: Transport,
         status: watch::Sender<RaftStatus>,
         quorum_contact: Arc<QuorumContact>,
+        members: Arc<Members>,
+        contact: Arc<PeerContact>,
     ) -> anyhow::Result<Driver> {
         let applied = metadata.version();
         let raft_config = raft::Config {
@@ -94,7 +98,7 @@ impl Driver {
         raft_config.validate().context("invalid raft configuration")?;
         let node = RawNode::new(&raft_config, storage.clone(), &super::logger::raft_logger(id))
             .context("starting the raft node")?;
-        Ok(Driver {
+        let mut driver = Driver {
             node,
             storage,
             metadata,
@@ -109,7 +113,11 @@ impl Driver {
             term_start_index: u64::MAX,
             last_snapshot_index: applied,
             quorum_contact,
-        })
+            members,
+            contact,
+        };
+        driver.sync_members();
+        Ok(driver)
     }
 
     /// Runs until shutdown or a storage failure (returned as an error).
@@ -139,6 +147,9 @@ impl Driver {
             }
             self.on_ready()?;
             self.maybe_snapshot()?;
+            if self.storage.take_snapshot_request() {
+                self.take_snapshot(self.config.snapshot_keep_entries)?;
+            }
             self.publish_status();
         }
         self.fail_all(ProposeError::Shutdown);
@@ -150,6 +161,7 @@ impl Driver {
             DriverMsg::Propose { command, reply } => self.propose(command, reply),
             DriverMsg::ReadIndex { reply } => self.read_index(reply),
             DriverMsg::Step(m) => {
+                self.contact.heard(m.from);
                 // Errors here are messages from unknown peers or stale terms:
                 // raft ignores them by design.
                 if let Err(e) = self.node.step(*m) {
@@ -161,21 +173,55 @@ impl Driver {
                 let status = if ok { SnapshotStatus::Finish } else { SnapshotStatus::Failure };
                 self.node.report_snapshot(to, status);
             }
+            DriverMsg::ChangeConf { change, reply } => self.propose_conf_change(change, reply),
+            DriverMsg::TransferLeader { to } => self.node.transfer_leader(to),
         }
+    }
+
+    fn not_leader(&self) -> ProposeError {
+        ProposeError::NotLeader { leader: Some(self.node.raft.leader_id).filter(|id| *id != 0) }
+    }
+
+    /// Proposes one membership change. raft-rs would silently turn a second
+    /// pending change into an empty entry (leaving the caller waiting), so a
+    /// change is refused up front while another is unapplied or the
+    /// configuration is still joint.
+    fn propose_conf_change(&mut self, change: ConfChangeV2, reply: oneshot::Sender<Result<Proposed, ProposeError>>) {
+        if self.node.raft.state != StateRole::Leader {
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        let joint = !self.node.raft.prs().conf().to_conf_state().voters_outgoing.is_empty();
+        if self.node.raft.has_pending_conf() || joint {
+            let busy = "another membership change is still being applied; retry when it is done";
+            let _ = reply.send(Err(ProposeError::Dropped(busy.to_owned())));
+            return;
+        }
+        self.track(reply, |node, context| node.propose_conf_change(context, change));
     }
 
     fn propose(&mut self, command: Vec<u8>, reply: oneshot::Sender<Result<Proposed, ProposeError>>) {
         if self.node.raft.state != StateRole::Leader {
-            let leader = Some(self.node.raft.leader_id).filter(|id| *id != 0);
-            let _ = reply.send(Err(ProposeError::NotLeader { leader }));
+            let _ = reply.send(Err(self.not_leader()));
             return;
         }
+        self.track(reply, |node, context| node.propose(context, command));
+    }
+
+    /// Proposes through `propose` with a context naming this process and a
+    /// fresh sequence number; the reply waits in `pending` until the entry
+    /// is applied (or leadership changes).
+    fn track(
+        &mut self,
+        reply: oneshot::Sender<Result<Proposed, ProposeError>>,
+        propose: impl FnOnce(&mut RawNode<RaftStorage>, Vec<u8>) -> raft::Result<()>,
+    ) {
         let seq = self.next_seq;
         self.next_seq += 1;
         let mut context = Vec::with_capacity(16);
         context.extend_from_slice(&self.boot_nonce.to_le_bytes());
         context.extend_from_slice(&seq.to_le_bytes());
-        match self.node.propose(context, command) {
+        match propose(&mut self.node, context) {
             Ok(()) => {
                 self.pending.insert(seq, reply);
             }
@@ -318,6 +364,7 @@ impl Driver {
         info!(index, bytes = snapshot.get_data().len(), "installed snapshot from the leader");
         self.metadata.restore(state);
         self.last_snapshot_index = index;
+        self.sync_members();
         Ok(())
     }
 
@@ -327,17 +374,27 @@ impl Driver {
             if index <= self.metadata.version() {
                 continue; // already in the restored snapshot
             }
+            // A controller that joined with an empty log must get its first
+            // state (and configuration) from a snapshot; replaying from
+            // index 1 would build a configuration without the bootstrap voters.
+            anyhow::ensure!(
+                !self.node.raft.prs().conf().voters().ids().is_empty(),
+                "asked to apply entry {index} with no raft configuration: a joining controller must start \
+                 from a snapshot (was the quorum member added with `batonctl quorum add`?)"
+            );
             match entry.get_entry_type() {
                 EntryType::EntryNormal => self.apply_normal(&entry),
                 EntryType::EntryConfChange => {
                     let cc = ConfChange::parse_from_bytes(&entry.data).context("decoding a conf change")?;
+                    let before = self.member_ids();
                     let cs = self.node.apply_conf_change(&cc).context("applying a conf change")?;
-                    self.on_conf_state(index, cs)?;
+                    self.on_conf_state(&entry, &cc.context, cs, &before)?;
                 }
                 EntryType::EntryConfChangeV2 => {
                     let cc = ConfChangeV2::parse_from_bytes(&entry.data).context("decoding a conf change")?;
+                    let before = self.member_ids();
                     let cs = self.node.apply_conf_change(&cc).context("applying a conf change")?;
-                    self.on_conf_state(index, cs)?;
+                    self.on_conf_state(&entry, &cc.context, cs, &before)?;
                 }
             }
         }
@@ -387,11 +444,75 @@ impl Driver {
         (nonce == self.boot_nonce).then_some(seq)
     }
 
-    fn on_conf_state(&mut self, index: u64, cs: raft::prelude::ConfState) -> anyhow::Result<()> {
+    /// Voters (incoming and outgoing) and learners of the current configuration.
+    fn member_ids(&self) -> BTreeSet<u64> {
+        let cs = self.node.raft.prs().conf().to_conf_state();
+        [cs.voters, cs.voters_outgoing, cs.learners, cs.learners_next].into_iter().flatten().collect()
+    }
+
+    /// After raft applied a configuration change: persist it, apply the
+    /// controllers' addresses it carries, answer its proposer, and connect
+    /// to (or disconnect from) the members it added or removed.
+    ///
+    /// A change that adds a member is followed by a snapshot at its index
+    /// and a compaction of the whole log behind it, on every controller:
+    /// the new member starts with an empty log and must receive a snapshot
+    /// whose configuration includes it (raft-rs refuses any other), never
+    /// the log from index 1, which predates the bootstrap configuration.
+    fn on_conf_state(
+        &mut self,
+        entry: &Entry,
+        context: &[u8],
+        cs: ConfState,
+        before: &BTreeSet<u64>,
+    ) -> anyhow::Result<()> {
+        let index = entry.index;
         self.storage.set_conf_state(&cs).context("persisting the conf state")?;
-        info!(index, voters = ?cs.voters, learners = ?cs.learners, "configuration changed");
-        self.metadata.apply_empty(index);
+        info!(
+            index,
+            voters = ?cs.voters, voters_outgoing = ?cs.voters_outgoing, learners = ?cs.learners,
+            "configuration changed"
+        );
+        let outcome = if context.is_empty() {
+            self.metadata.apply_empty(index);
+            Ok(baton_state_machine::Outcome::Noop)
+        } else {
+            match Command::decode(context) {
+                Ok(command @ Command::ControllerAddresses { .. }) => self.metadata.apply(index, &command),
+                other => {
+                    error!(index, decoded = ?other, "a configuration change carries an unexpected context; ignored");
+                    self.metadata.apply_empty(index);
+                    Ok(baton_state_machine::Outcome::Noop)
+                }
+            }
+        };
+        if !self.member_ids().is_subset(before) {
+            self.take_snapshot(0).context("snapshot for a new member")?;
+        }
+        if let Some(seq) = self.own_proposal(&entry.context)
+            && let Some(reply) = self.pending.remove(&seq)
+        {
+            let _ = reply.send(Ok(Proposed { index, outcome }));
+        }
+        let me = self.node.raft.id;
+        if ![&cs.voters, &cs.voters_outgoing, &cs.learners, &cs.learners_next].iter().any(|ids| ids.contains(&me)) {
+            warn!(index, "this controller was removed from the quorum: it no longer votes or leads; stop it");
+        }
+        self.sync_members();
         Ok(())
+    }
+
+    /// Links to exactly the members of the current configuration, at the
+    /// addresses known now. A joining controller (no configuration yet)
+    /// links to every configured peer, so it can answer the leader.
+    fn sync_members(&mut self) {
+        let recorded = self.metadata.read(|s| s.controller_addresses().clone());
+        let addresses = self.members.refresh(&recorded);
+        let mut ids = self.member_ids();
+        if ids.is_empty() {
+            ids = addresses.keys().copied().collect();
+        }
+        self.transport.set_members(&ids, &addresses);
     }
 
     /// Every `snapshot_interval_entries` applied entries, store a snapshot of
@@ -401,12 +522,19 @@ impl Driver {
         if applied < self.last_snapshot_index + self.config.snapshot_interval_entries {
             return Ok(());
         }
+        self.take_snapshot(self.config.snapshot_keep_entries)
+    }
+
+    /// Stores a snapshot at the applied index and compacts the log behind
+    /// it, keeping `keep_entries` entries for followers that lag a little.
+    fn take_snapshot(&mut self, keep_entries: u64) -> anyhow::Result<()> {
+        let applied = self.metadata.version();
         let started = std::time::Instant::now();
         let data = self.metadata.read(|s| s.encode_snapshot());
         let bytes = data.len();
         let conf_state = self.node.raft.prs().conf().to_conf_state();
         self.storage
-            .save_snapshot(applied, &conf_state, data, self.config.snapshot_keep_entries)
+            .save_snapshot(applied, &conf_state, data, keep_entries)
             .context("saving a state-machine snapshot")?;
         self.last_snapshot_index = applied;
         info!(index = applied, bytes, took_ms = started.elapsed().as_millis() as u64, "snapshot saved; log compacted");
@@ -429,6 +557,7 @@ impl Driver {
             commit_index: raft.raft_log.committed,
             applied_index: applied,
             voters: conf.voters.clone(),
+            voters_outgoing: conf.voters_outgoing.clone(),
             learners: conf.learners.clone(),
             match_index,
         };

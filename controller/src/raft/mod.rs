@@ -8,11 +8,11 @@ pub mod transport;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use baton_state_machine::{Command, Outcome, StateError};
-use raft::prelude::Message;
+use raft::prelude::{ConfChangeV2, Message};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::metadata::Metadata;
@@ -53,6 +53,58 @@ impl QuorumContact {
     }
 }
 
+/// Where each controller is: the peers of this controller's config, overlaid
+/// with the addresses that membership changes recorded in the replicated
+/// state (so controllers added later are known to every member, also after a
+/// restart with an old `peers` setting, and to new members from snapshots).
+#[derive(Debug)]
+pub struct Members {
+    configured: BTreeMap<u64, String>,
+    current: RwLock<Arc<BTreeMap<u64, String>>>,
+}
+
+impl Members {
+    pub fn new(configured: BTreeMap<u64, String>) -> Members {
+        let current = RwLock::new(Arc::new(configured.clone()));
+        Members { configured, current }
+    }
+
+    /// Every known controller's address.
+    pub fn all(&self) -> Arc<BTreeMap<u64, String>> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn address(&self, id: u64) -> Option<String> {
+        self.all().get(&id).cloned()
+    }
+
+    /// Recomputes the map from the replicated addresses; returns it.
+    pub(crate) fn refresh(&self, recorded: &BTreeMap<u64, String>) -> Arc<BTreeMap<u64, String>> {
+        let mut merged = self.configured.clone();
+        merged.extend(recorded.iter().map(|(id, a)| (*id, a.clone())));
+        let merged = Arc::new(merged);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = merged.clone();
+        merged
+    }
+}
+
+/// When this controller last received a raft message from each peer
+/// (`mono_us`), written by the driver for every message it steps.
+#[derive(Debug, Default)]
+pub struct PeerContact(parking_lot::Mutex<BTreeMap<u64, u64>>);
+
+impl PeerContact {
+    pub(crate) fn heard(&self, id: u64) {
+        self.0.lock().insert(id, mono_us());
+    }
+
+    /// How long ago `id` was last heard from; None if never.
+    pub fn age(&self, id: u64) -> Option<Duration> {
+        let t = self.0.lock().get(&id).copied()?;
+        Some(Duration::from_micros(mono_us().saturating_sub(t)))
+    }
+}
+
 /// What the driver publishes after every loop turn.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RaftStatus {
@@ -68,6 +120,8 @@ pub struct RaftStatus {
     pub commit_index: u64,
     pub applied_index: u64,
     pub voters: Vec<u64>,
+    /// Voters of the outgoing configuration while a joint change is under way.
+    pub voters_outgoing: Vec<u64>,
     pub learners: Vec<u64>,
     /// The leader's view of each member's replicated index (empty elsewhere).
     pub match_index: BTreeMap<u64, u64>,
@@ -99,11 +153,27 @@ pub struct Proposed {
 }
 
 pub(crate) enum DriverMsg {
-    Propose { command: Vec<u8>, reply: oneshot::Sender<Result<Proposed, ProposeError>> },
-    ReadIndex { reply: oneshot::Sender<Result<u64, ProposeError>> },
+    Propose {
+        command: Vec<u8>,
+        reply: oneshot::Sender<Result<Proposed, ProposeError>>,
+    },
+    ReadIndex {
+        reply: oneshot::Sender<Result<u64, ProposeError>>,
+    },
     Step(Box<Message>),
     Unreachable(u64),
-    SnapshotDone { to: u64, ok: bool },
+    SnapshotDone {
+        to: u64,
+        ok: bool,
+    },
+    /// A membership change; `addresses` rides along as the entry's context.
+    ChangeConf {
+        change: ConfChangeV2,
+        reply: oneshot::Sender<Result<Proposed, ProposeError>>,
+    },
+    TransferLeader {
+        to: u64,
+    },
 }
 
 /// Bound on queued driver messages; senders wait when it is full.
@@ -115,7 +185,8 @@ pub struct RaftHandle {
     tx: mpsc::Sender<DriverMsg>,
     status: watch::Receiver<RaftStatus>,
     metadata: Arc<Metadata>,
-    peers: Arc<BTreeMap<u64, String>>,
+    members: Arc<Members>,
+    contact: Arc<PeerContact>,
     timeout: Duration,
 }
 
@@ -124,10 +195,11 @@ impl RaftHandle {
         tx: mpsc::Sender<DriverMsg>,
         status: watch::Receiver<RaftStatus>,
         metadata: Arc<Metadata>,
-        peers: Arc<BTreeMap<u64, String>>,
+        members: Arc<Members>,
+        contact: Arc<PeerContact>,
         timeout: Duration,
     ) -> RaftHandle {
-        RaftHandle { tx, status, metadata, peers, timeout }
+        RaftHandle { tx, status, metadata, members, contact, timeout }
     }
 
     pub fn metadata(&self) -> &Arc<Metadata> {
@@ -174,8 +246,35 @@ impl RaftHandle {
     }
 
     /// The address of a controller by raft id.
-    pub fn peer_address(&self, id: u64) -> Option<&str> {
-        self.peers.get(&id).map(String::as_str)
+    pub fn peer_address(&self, id: u64) -> Option<String> {
+        self.members.address(id)
+    }
+
+    pub fn members(&self) -> &Arc<Members> {
+        &self.members
+    }
+
+    /// How long ago this controller last heard from controller `id`
+    /// (Some(0) for itself; None if never).
+    pub fn last_contact(&self, id: u64) -> Option<Duration> {
+        if id == self.id() { Some(Duration::ZERO) } else { self.contact.age(id) }
+    }
+
+    /// Proposes a raft configuration change and waits until it is applied
+    /// here. Refused (Dropped) while another change is still pending.
+    pub async fn change_conf(&self, change: ConfChangeV2) -> Result<Proposed, ProposeError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(DriverMsg::ChangeConf { change, reply }).await.map_err(|_| ProposeError::Shutdown)?;
+        match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ProposeError::Shutdown),
+            Err(_) => Err(ProposeError::Timeout),
+        }
+    }
+
+    /// Asks raft to hand leadership to `to` (best effort; watch the status).
+    pub async fn transfer_leader(&self, to: u64) -> Result<(), ProposeError> {
+        self.tx.send(DriverMsg::TransferLeader { to }).await.map_err(|_| ProposeError::Shutdown)
     }
 
     /// The leader's id and address, when known and not this node.
@@ -184,7 +283,7 @@ impl RaftHandle {
         if s.leader_id == 0 || s.is_leader {
             return None;
         }
-        self.peers.get(&s.leader_id).map(|a| (s.leader_id, a.clone()))
+        self.members.address(s.leader_id).map(|a| (s.leader_id, a))
     }
 
     pub(crate) async fn step(&self, msg: Message) -> Result<(), ProposeError> {

@@ -7,8 +7,9 @@
 //! Incoming: [`RaftService`] decodes and steps messages from configured peers
 //! only; raft's codec never sees bytes from anyone else.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use baton_proto::v1::raft_client::RaftClient;
@@ -23,7 +24,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
-use super::{DriverMsg, RaftHandle};
+use super::{DriverMsg, Members, RaftHandle};
 
 /// Bound on queued outgoing messages per peer.
 const PEER_QUEUE: usize = 4096;
@@ -35,27 +36,49 @@ const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 const MAX_SNAPSHOT_BYTES: u64 = 4 << 30;
 
 pub(crate) struct Transport {
-    peers: HashMap<u64, mpsc::Sender<Message>>,
+    self_id: u64,
+    /// One link per other member: its address and its queue.
+    peers: HashMap<u64, (String, mpsc::Sender<Message>)>,
     driver: mpsc::Sender<DriverMsg>,
+    max_message_bytes: usize,
+    /// Links run on the runtime that serves gRPC, never on the driver's
+    /// own thread (which blocks in fsync).
+    runtime: tokio::runtime::Handle,
 }
 
 impl Transport {
-    /// Spawns one sender task per peer on the current runtime.
-    pub(crate) fn start(
-        self_id: u64,
-        peers: &BTreeMap<u64, String>,
-        driver: mpsc::Sender<DriverMsg>,
-        max_message_bytes: usize,
-    ) -> Transport {
-        let mut senders = HashMap::new();
-        for (&id, addr) in peers.iter().filter(|(id, _)| **id != self_id) {
+    /// No links yet: the driver calls [`Transport::set_members`] once it
+    /// knows the configuration.
+    /// Call on the serving runtime: its handle is kept for the links.
+    pub(crate) fn new(self_id: u64, driver: mpsc::Sender<DriverMsg>, max_message_bytes: usize) -> Transport {
+        let runtime = tokio::runtime::Handle::current();
+        Transport { self_id, peers: HashMap::new(), driver, max_message_bytes, runtime }
+    }
+
+    /// Keeps exactly one sender task per member of the raft configuration
+    /// (other than this node) whose address is known: starts links for new
+    /// members, restarts those whose address changed, and ends the links of
+    /// removed members (their task stops when its queue is dropped).
+    pub(crate) fn set_members(&mut self, members: &BTreeSet<u64>, addresses: &BTreeMap<u64, String>) {
+        self.peers.retain(|id, (addr, _)| members.contains(id) && addresses.get(id) == Some(addr));
+        let missing: Vec<u64> =
+            members.iter().copied().filter(|id| *id != self.self_id && !self.peers.contains_key(id)).collect();
+        for id in missing {
+            let Some(addr) = addresses.get(&id) else {
+                warn!(peer = id, "no address known for a raft member; it gets no messages from here");
+                continue;
+            };
             let (tx, rx) = mpsc::channel(PEER_QUEUE);
-            senders.insert(id, tx);
-            let link =
-                PeerLink { from: self_id, to: id, addr: addr.clone(), driver: driver.clone(), max_message_bytes };
-            tokio::spawn(link.run(rx));
+            self.peers.insert(id, (addr.clone(), tx));
+            let link = PeerLink {
+                from: self.self_id,
+                to: id,
+                addr: addr.clone(),
+                driver: self.driver.clone(),
+                max_message_bytes: self.max_message_bytes,
+            };
+            self.runtime.spawn(link.run(rx));
         }
-        Transport { peers: senders, driver }
     }
 
     /// Queues messages without waiting; what does not fit is dropped (raft
@@ -66,7 +89,7 @@ impl Transport {
             let to = m.to;
             let is_snapshot = m.get_msg_type() == MessageType::MsgSnapshot;
             let sent = match self.peers.get(&to) {
-                Some(tx) => tx.try_send(m).is_ok(),
+                Some((_, tx)) => tx.try_send(m).is_ok(),
                 None => false,
             };
             if !sent {
@@ -222,19 +245,22 @@ async fn send_snapshot(mut client: RaftClient<Channel>, from: u64, mut msg: Mess
 /// The incoming side: `baton.v1.Raft` on every controller.
 pub struct RaftService {
     handle: RaftHandle,
-    peers: Vec<u64>,
+    members: Arc<Members>,
 }
 
 impl RaftService {
-    pub fn new(handle: RaftHandle, peers: Vec<u64>) -> RaftService {
-        RaftService { handle, peers }
+    pub fn new(handle: RaftHandle) -> RaftService {
+        let members = handle.members().clone();
+        RaftService { handle, members }
     }
 
+    /// Only controllers this node knows (configured peers, or added through
+    /// a membership change) may send raft messages.
     fn check_peer(&self, from: u64) -> Result<(), Status> {
-        if self.peers.contains(&from) && from != self.handle.id() {
+        if from != self.handle.id() && self.members.address(from).is_some() {
             Ok(())
         } else {
-            Err(Status::permission_denied(format!("raft message from {from}, which is not a configured peer")))
+            Err(Status::permission_denied(format!("raft message from {from}, which is not a known controller")))
         }
     }
 }

@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{self, UpdateCursor};
 use super::forward::Route;
+use super::quorum;
 use super::{invalid, propose_error, state_error, state_error_code};
 use crate::Shared;
 
@@ -46,6 +47,9 @@ impl ControllerService {
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::LeadershipUpdate, Status>> + Send>>;
+
+/// A forwarded AddController may wait for a learner to catch up.
+const MEMBERSHIP_FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Bound on updates queued for one watcher.
 const WATCH_QUEUE: usize = 64;
@@ -255,22 +259,44 @@ impl Controller for ControllerService {
         &self,
         _request: Request<pb::DescribeQuorumRequest>,
     ) -> Result<Response<pb::DescribeQuorumResponse>, Status> {
-        let handle = &self.shared.raft;
-        let s = handle.status();
-        let member = |id: &u64, is_learner: bool| pb::QuorumMember {
-            id: *id,
-            address: handle.peer_address(*id).unwrap_or_default().to_string(),
-            match_index: s.match_index.get(id).copied().unwrap_or(0),
-            is_learner,
+        Ok(Response::new(quorum::describe(&self.shared.raft)))
+    }
+
+    async fn add_controller(
+        &self,
+        request: Request<pb::AddControllerRequest>,
+    ) -> Result<Response<pb::AddControllerResponse>, Status> {
+        if let Route::Leader(addr) = self.shared.forwarder.route(&self.shared.raft, &request)? {
+            let inner = request.into_inner();
+            return self
+                .shared
+                .forwarder
+                .controller_with_timeout(&addr, inner, MEMBERSHIP_FORWARD_TIMEOUT, |mut c, r| async move {
+                    c.add_controller(r).await
+                })
+                .await;
+        }
+        Ok(Response::new(quorum::add(&self.shared, request.into_inner()).await?))
+    }
+
+    async fn remove_controller(
+        &self,
+        request: Request<pb::RemoveControllerRequest>,
+    ) -> Result<Response<pb::RemoveControllerResponse>, Status> {
+        let route = self.shared.forwarder.route(&self.shared.raft, &request)?;
+        let req = request.into_inner();
+        let addr = match route {
+            Route::Leader(addr) => addr,
+            Route::Local => match quorum::remove(&self.shared, &req).await? {
+                quorum::Removal::Done(response) => return Ok(Response::new(response)),
+                quorum::Removal::Forward(addr) => addr,
+            },
         };
-        Ok(Response::new(pb::DescribeQuorumResponse {
-            leader: s.leader_id,
-            term: s.term,
-            commit_index: s.commit_index,
-            applied_index: s.applied_index,
-            voters: s.voters.iter().map(|id| member(id, false)).collect(),
-            learners: s.learners.iter().map(|id| member(id, true)).collect(),
-            node_id: s.id,
-        }))
+        self.shared
+            .forwarder
+            .controller_with_timeout(&addr, req, MEMBERSHIP_FORWARD_TIMEOUT, |mut c, r| async move {
+                c.remove_controller(r).await
+            })
+            .await
     }
 }

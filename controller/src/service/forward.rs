@@ -78,10 +78,25 @@ impl Forwarder {
         F: FnOnce(ControllerClient<Channel>, Request<T>) -> Fut,
         Fut: Future<Output = Result<Response<R>, Status>>,
     {
+        self.controller_with_timeout(addr, inner, Duration::from_secs(10), call).await
+    }
+
+    /// As [`Forwarder::controller`], for calls that may take long.
+    pub async fn controller_with_timeout<T, R, F, Fut>(
+        &self,
+        addr: &str,
+        inner: T,
+        timeout: Duration,
+        call: F,
+    ) -> Result<Response<R>, Status>
+    where
+        F: FnOnce(ControllerClient<Channel>, Request<T>) -> Fut,
+        Fut: Future<Output = Result<Response<R>, Status>>,
+    {
         let client = ControllerClient::new(self.channel(addr)?)
             .max_decoding_message_size(self.max_message_bytes)
             .max_encoding_message_size(self.max_message_bytes);
-        call(client, Self::mark(inner, Some(Duration::from_secs(10)))).await
+        call(client, Self::mark(inner, Some(timeout))).await
     }
 
     /// Calls the same `BrokerSession` RPC on the leader.

@@ -8,6 +8,7 @@
 pub mod controller;
 pub mod convert;
 pub mod forward;
+pub mod quorum;
 pub mod session;
 
 use baton_proto::v1::ErrorCode;

@@ -43,6 +43,12 @@ impl RaftStorage {
         self.inner.cache.read().compacted
     }
 
+    /// Whether raft asked for a snapshot the stored one could not serve;
+    /// clears the request.
+    pub fn take_snapshot_request(&self) -> bool {
+        self.inner.snapshot_wanted.swap(false, std::sync::atomic::Ordering::AcqRel)
+    }
+
     /// (index, term) of the stored snapshot, without reading its data.
     pub fn snapshot_point(&self) -> Option<LogPoint> {
         self.inner.cache.read().snapshot
@@ -201,10 +207,22 @@ impl raft::Storage for RaftStorage {
     /// `request_index`, `SnapshotTemporarilyUnavailable` (raft retries later);
     /// `MemStorage` instead relabels an older snapshot with `request_index`,
     /// which would hand a follower state that does not match the index.
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    ///
+    /// A snapshot whose configuration does not include `to` is no use to it
+    /// (raft-rs on the receiver refuses it): a fresh one is requested from
+    /// the driver (`take_snapshot_request`) and raft retries later.
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         match self.latest_snapshot()? {
-            Some(s) if s.get_metadata().index >= request_index => Ok(s),
-            _ => Err(StorageError::SnapshotTemporarilyUnavailable.into()),
+            Some(s) if s.get_metadata().index >= request_index && conf_includes(&s, to) => Ok(s),
+            _ => {
+                self.inner.snapshot_wanted.store(true, std::sync::atomic::Ordering::Release);
+                Err(StorageError::SnapshotTemporarilyUnavailable.into())
+            }
         }
     }
+}
+
+fn conf_includes(snapshot: &Snapshot, id: u64) -> bool {
+    let cs = snapshot.get_metadata().get_conf_state();
+    [&cs.voters, &cs.voters_outgoing, &cs.learners, &cs.learners_next].iter().any(|ids| ids.contains(&id))
 }

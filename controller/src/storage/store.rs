@@ -77,6 +77,8 @@ pub(super) struct Inner {
     /// never wait on it (nor on an fsync).
     writer: Mutex<Writer>,
     path: PathBuf,
+    /// Raft asked for a snapshot the stored one cannot serve (see `snapshot`).
+    pub snapshot_wanted: std::sync::atomic::AtomicBool,
 }
 
 /// Durable raft log storage. Cheap to clone (an `Arc` inside); `Send + Sync`.
@@ -137,6 +139,7 @@ impl RaftStorage {
                 cache: RwLock::new(cache),
                 writer: Mutex::new(Writer { fenced: false }),
                 path,
+                snapshot_wanted: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }

@@ -203,6 +203,26 @@ fn save_snapshot_compacts_and_term_before_first_index_answers() -> TestResult {
     check(&RaftStorage::open(dir.path())?)
 }
 
+/// A snapshot taken before a controller was added is useless to it (raft-rs
+/// on the new member refuses a snapshot whose configuration lacks it): the
+/// store says "temporarily unavailable" and asks the driver for a new one.
+#[test]
+fn snapshot_for_a_member_outside_its_configuration_is_requested_anew() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = RaftStorage::open(dir.path())?;
+    store.append_and_persist(&entries(1..=4, 1), Some(&hard_state(1, 1, 4)))?;
+    store.save_snapshot(3, &voters(&[1, 2, 3]), b"s".to_vec(), 0)?;
+    assert!(!store.take_snapshot_request());
+    assert!(store.snapshot(0, 3).is_ok());
+    assert!(!store.take_snapshot_request());
+    assert_eq!(store.snapshot(0, 4), Err(raft::Error::Store(raft::StorageError::SnapshotTemporarilyUnavailable)));
+    assert!(store.take_snapshot_request(), "the driver is asked for a fresh snapshot");
+    assert!(!store.take_snapshot_request(), "the request is taken once");
+    store.save_snapshot(4, &voters(&[1, 2, 3, 4]), b"s4".to_vec(), 0)?;
+    assert_eq!(store.snapshot(0, 4)?.get_data(), b"s4");
+    Ok(())
+}
+
 #[test]
 fn snapshot_before_any_is_saved_is_temporarily_unavailable() -> TestResult {
     let dir = tempfile::tempdir()?;

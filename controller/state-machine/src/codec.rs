@@ -1,6 +1,6 @@
 //! Snapshot encoding: a fixed header (magic, format version, body length,
 //! crc32 of the body) and a postcard body holding the applied index, the
-//! brokers and the topics. Derived indexes are not stored: they are rebuilt,
+//! brokers, the topics and (from version 2) the controllers' addresses. Derived indexes are not stored: they are rebuilt,
 //! so a snapshot cannot carry an index that disagrees with its topics.
 
 use std::collections::BTreeMap;
@@ -16,7 +16,8 @@ use crate::types::{Broker, BrokerId, Topic};
 /// "BTSM": Baton state machine.
 pub const SNAPSHOT_MAGIC: [u8; 4] = *b"BTSM";
 /// Bump on any change of the body's shape; older versions must keep decoding.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+/// Version 2 added the controllers' addresses; version 1 still decodes.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
 /// magic (4) + version (4, LE) + body length (8, LE) + crc32 of body (4, LE).
 pub const SNAPSHOT_HEADER_LEN: usize = 20;
 
@@ -25,11 +26,21 @@ struct BodyRef<'a> {
     applied_index: u64,
     brokers: Vec<&'a Broker>,
     topics: Vec<&'a Topic>,
+    controllers: &'a BTreeMap<u64, String>,
 }
 
 /// Same wire shape as `BodyRef`, owned.
 #[derive(Deserialize)]
 struct Body {
+    applied_index: u64,
+    brokers: Vec<Broker>,
+    topics: Vec<Topic>,
+    controllers: BTreeMap<u64, String>,
+}
+
+/// The body of format version 1 (no controllers).
+#[derive(Deserialize)]
+struct BodyV1 {
     applied_index: u64,
     brokers: Vec<Broker>,
     topics: Vec<Topic>,
@@ -43,6 +54,7 @@ impl State {
             applied_index: self.applied_index,
             brokers: self.brokers.values().collect(),
             topics: self.topics.values().collect(),
+            controllers: &self.controllers,
         };
         // Plain derived types into a Vec: postcard has no failure path here.
         let mut out = postcard::to_extend(&body, vec![0; SNAPSHOT_HEADER_LEN])
@@ -70,7 +82,7 @@ impl State {
             return Err(DecodeError::BadMagic);
         }
         let version = u32::from_le_bytes([h(4), h(5), h(6), h(7)]);
-        if version != SNAPSHOT_FORMAT_VERSION {
+        if !(1..=SNAPSHOT_FORMAT_VERSION).contains(&version) {
             return Err(DecodeError::UnsupportedVersion(version));
         }
         let body_len = u64::from_le_bytes([h(8), h(9), h(10), h(11), h(12), h(13), h(14), h(15)]);
@@ -87,8 +99,14 @@ impl State {
         if actual_crc != expected_crc {
             return Err(DecodeError::ChecksumMismatch { expected: expected_crc, actual: actual_crc });
         }
-        let (decoded, rest) =
-            postcard::take_from_bytes::<Body>(body).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        let malformed = |e: postcard::Error| DecodeError::Malformed(e.to_string());
+        let (decoded, rest) = if version == 1 {
+            let (v1, rest) = postcard::take_from_bytes::<BodyV1>(body).map_err(malformed)?;
+            let BodyV1 { applied_index, brokers, topics } = v1;
+            (Body { applied_index, brokers, topics, controllers: BTreeMap::new() }, rest)
+        } else {
+            postcard::take_from_bytes::<Body>(body).map_err(malformed)?
+        };
         if !rest.is_empty() {
             return Err(DecodeError::TrailingBytes(rest.len()));
         }
@@ -119,7 +137,10 @@ impl State {
             }
         }
         let index = DerivedIndex::rebuild(topics.values());
-        let state = State { applied_index: body.applied_index, brokers, topics, index };
+        if let Some(id) = body.controllers.iter().find_map(|(id, a)| (*id == 0 || a.is_empty()).then_some(id)) {
+            return Err(DecodeError::Invariant(format!("controller {id} has id 0 or an empty address")));
+        }
+        let state = State { applied_index: body.applied_index, brokers, topics, index, controllers: body.controllers };
         state.check_records().map_err(DecodeError::Invariant)?;
         Ok(state)
     }

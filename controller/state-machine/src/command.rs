@@ -47,6 +47,15 @@ pub enum Command {
         election: ElectionType,
         partitions: Option<Vec<(String, i32)>>,
     },
+    /// The controllers' raft addresses. Travels as the context of a raft
+    /// configuration change (never as a normal entry), so the addresses of
+    /// the quorum change in the same entry as the quorum itself and reach new
+    /// or restarted controllers in snapshots. `set` adds or replaces, `removed`
+    /// forgets.
+    ControllerAddresses {
+        set: Vec<(u64, String)>,
+        removed: Vec<u64>,
+    },
 }
 
 impl Command {

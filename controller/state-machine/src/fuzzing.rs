@@ -66,7 +66,12 @@ mod tests {
         let mut state = State::new();
         state.apply(
             1,
-            &Command::RegisterBroker { broker_id: 1, incarnation_id: "i".into(), endpoint: "h:1".into(), rack: "r".into() },
+            &Command::RegisterBroker {
+                broker_id: 1,
+                incarnation_id: "i".into(),
+                endpoint: "h:1".into(),
+                rack: "r".into(),
+            },
         );
         let create = Command::CreateTopic {
             name: "t".into(),

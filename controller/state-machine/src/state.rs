@@ -24,6 +24,9 @@ pub struct State {
     /// Keyed by the same `Arc<str>` the topic holds.
     pub(crate) topics: BTreeMap<Arc<str>, Topic>,
     pub(crate) index: DerivedIndex,
+    /// Raft addresses of controllers added or moved after bootstrap (the
+    /// bootstrap members' addresses come from each controller's config).
+    pub(crate) controllers: BTreeMap<u64, String>,
 }
 
 impl State {
@@ -74,6 +77,7 @@ impl State {
             Command::ElectLeaders { election, partitions } => {
                 Ok(Outcome::LeadersElected(self.elect_leaders(*election, partitions.as_deref(), &mut changes)))
             }
+            Command::ControllerAddresses { set, removed } => self.set_controller_addresses(set, removed),
         };
         Applied { outcome, changes }
     }
@@ -125,6 +129,11 @@ impl State {
             .filter_map(|(topic_id, p)| self.index.topic_names.get(topic_id).map(|name| (&**name, *p)))
     }
 
+    /// Raft addresses of controllers recorded through membership changes.
+    pub fn controller_addresses(&self) -> &BTreeMap<u64, String> {
+        &self.controllers
+    }
+
     /// Brokers in state Alive (the ones placement and elections may choose).
     pub fn live_broker_count(&self) -> usize {
         self.brokers.values().filter(|b| b.state.is_eligible_leader()).count()
@@ -138,6 +147,19 @@ impl State {
     /// Partitions over all topics. O(topics).
     pub fn partition_count(&self) -> usize {
         self.topics.values().map(|t| t.partitions.len()).sum()
+    }
+
+    fn set_controller_addresses(&mut self, set: &[(u64, String)], removed: &[u64]) -> Result<Outcome, StateError> {
+        if let Some((id, address)) = set.iter().find(|(id, a)| *id == 0 || a.is_empty()) {
+            return Err(StateError::InvalidRequest(format!("controller {id} at {address:?}: id 0 or empty address")));
+        }
+        for id in removed {
+            self.controllers.remove(id);
+        }
+        for (id, address) in set {
+            self.controllers.insert(*id, address.clone());
+        }
+        Ok(Outcome::Noop)
     }
 
     fn register_broker(

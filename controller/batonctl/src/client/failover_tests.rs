@@ -90,6 +90,18 @@ impl Controller for FakeController {
     ) -> Result<Response<DescribeQuorumResponse>, Status> {
         unimplemented()
     }
+    async fn add_controller(
+        &self,
+        _: Request<baton_proto::v1::AddControllerRequest>,
+    ) -> Result<Response<baton_proto::v1::AddControllerResponse>, Status> {
+        unimplemented()
+    }
+    async fn remove_controller(
+        &self,
+        _: Request<baton_proto::v1::RemoveControllerRequest>,
+    ) -> Result<Response<baton_proto::v1::RemoveControllerResponse>, Status> {
+        unimplemented()
+    }
 }
 
 async fn spawn(behaviour: Behaviour) -> SocketAddr {

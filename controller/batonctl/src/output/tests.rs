@@ -137,6 +137,7 @@ fn quorum() -> DescribeQuorumResponse {
         address: format!("127.0.0.1:710{id}"),
         match_index: 40 + id,
         is_learner,
+        last_contact_ms: if id == 1 { 0 } else { -1 },
     };
     DescribeQuorumResponse {
         leader: 2,
@@ -162,7 +163,8 @@ fn quorum_json_shape() {
     assert_eq!(
         v["members"][1],
         json!({
-            "id": 2, "address": "127.0.0.1:7102", "role": "leader", "match_index": 42, "is_learner": false
+            "id": 2, "address": "127.0.0.1:7102", "role": "leader", "match_index": 42, "is_learner": false,
+            "last_contact_ms": -1
         })
     );
     assert_eq!(v["members"][3]["role"], "learner");

@@ -15,6 +15,7 @@ fn sample_state() -> State {
     h.create("t", 3, 2);
     h.apply(create("u", 2, 3, true));
     h.fence(2);
+    h.apply(Command::ControllerAddresses { set: vec![(4, "10.0.0.4:7100".into())], removed: vec![] });
     h.state
 }
 
@@ -110,6 +111,47 @@ fn snapshot_violating_invariants_is_refused() {
     assert!(matches!(State::decode_snapshot(&state.encode_snapshot()), Err(DecodeError::Invariant(_))));
 }
 
+/// Property: snapshots of format version 1 (before controllers' addresses
+/// were kept) still decode, with no addresses.
+#[test]
+fn version_1_snapshots_still_decode() {
+    #[derive(serde::Serialize)]
+    struct BodyV1<'a> {
+        applied_index: u64,
+        brokers: Vec<&'a crate::Broker>,
+        topics: Vec<&'a crate::Topic>,
+    }
+    let mut state = sample_state();
+    assert!(!state.controller_addresses().is_empty());
+    let body = BodyV1 {
+        applied_index: state.applied_index,
+        brokers: state.brokers.values().collect(),
+        topics: state.topics.values().collect(),
+    };
+    let mut bytes = framed(&postcard::to_allocvec(&body).expect("encodes"));
+    bytes[4..8].copy_from_slice(&1u32.to_le_bytes());
+    state.controllers.clear();
+    assert_eq!(State::decode_snapshot(&bytes), Ok(state));
+}
+
+/// Rule: controller addresses are set and forgotten by membership entries;
+/// id 0 and empty addresses are refused without changing anything.
+#[test]
+fn controller_addresses_follow_membership_entries() {
+    let mut h = Harness::new();
+    let set = |set: Vec<(u64, &str)>, removed: Vec<u64>| Command::ControllerAddresses {
+        set: set.into_iter().map(|(id, a)| (id, a.to_owned())).collect(),
+        removed,
+    };
+    h.apply(set(vec![(4, "h4:1"), (5, "h5:1")], vec![]));
+    h.apply(set(vec![(4, "h4:2")], vec![5]));
+    assert_eq!(h.state.controller_addresses().iter().collect::<Vec<_>>(), vec![(&4, &"h4:2".to_owned())]);
+    let before = h.state.controller_addresses().clone();
+    assert!(h.state.apply(100, &set(vec![(0, "h0:1")], vec![])).outcome.is_err());
+    assert!(h.state.apply(101, &set(vec![(6, "")], vec![4])).outcome.is_err());
+    assert_eq!(h.state.controller_addresses(), &before);
+}
+
 fn every_command() -> Vec<Command> {
     vec![
         Command::Noop,
@@ -122,6 +164,7 @@ fn every_command() -> Vec<Command> {
         },
         Command::ElectLeaders { election: ElectionType::Preferred, partitions: None },
         Command::ElectLeaders { election: ElectionType::Unclean, partitions: Some(vec![("t".into(), 0)]) },
+        Command::ControllerAddresses { set: vec![(4, "h:7100".into())], removed: vec![2] },
     ]
 }
 
