@@ -145,8 +145,12 @@ impl Partition {
         if s.role != (Role::Leader { epoch }) {
             return;
         }
-        let leo = fetch_offset.min(s.log.log_end_offset());
-        s.follower_leo.insert(follower, leo);
+        // Past the log end the follower's log is not a prefix of this one
+        // (the fetch is answered OFFSET_OUT_OF_RANGE): it proves nothing.
+        if fetch_offset > s.log.log_end_offset() {
+            return;
+        }
+        s.follower_leo.insert(follower, fetch_offset);
         let before = s.high_watermark;
         advance_high_watermark(&mut s, isr, me);
         let moved = s.high_watermark != before;
@@ -353,5 +357,9 @@ mod tests {
         assert_eq!(p.append_as_leader(&batches(1), 2, &[2, 3], 2), Ok((0, 0)));
         p.follower_fetched(3, 1, 1, &[2, 3], 2);
         assert_eq!(p.marks().high_watermark, 0, "a fetch at another epoch does not count");
+        p.follower_fetched(3, 7, 2, &[2, 3], 2);
+        assert_eq!(p.marks().high_watermark, 0, "a fetch past the log end does not count");
+        p.follower_fetched(3, 1, 2, &[2, 3], 2);
+        assert_eq!(p.marks().high_watermark, 1);
     }
 }

@@ -16,7 +16,7 @@ use crate::handlers;
 use crate::wire::{WireError, read_frame, write_frame};
 
 /// Bound on concurrent client connections; past it new ones are closed.
-pub const MAX_CONNECTIONS: usize = 1024;
+pub const MAX_CONNECTIONS: usize = 256;
 
 pub(crate) async fn serve(broker: Arc<Broker>, listener: TcpListener) -> std::io::Result<()> {
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));

@@ -8,8 +8,10 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, Str
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Largest frame accepted either way; a bigger length prefix closes the
-/// connection (Kafka's `socket.request.max.bytes` defaults to 100 MiB).
-pub const MAX_FRAME_BYTES: usize = 64 << 20;
+/// connection (Kafka's `socket.request.max.bytes` defaults to 100 MiB; a
+/// replica fetch here asks for at most 8 MiB). With the connection bound
+/// this caps frame buffers at 4 GiB in the worst case.
+pub const MAX_FRAME_BYTES: usize = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
