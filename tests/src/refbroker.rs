@@ -244,6 +244,15 @@ impl ProducerRun {
         .await;
     }
 
+    /// Waits until `partition` has `more` acks beyond `base`.
+    pub async fn wait_partition_acks(&self, partition: i32, base: &BTreeMap<i32, u64>, more: u64, within: Duration) {
+        let from = base.get(&partition).copied().unwrap_or(0);
+        wait_for(&format!("{more} more acks on partition {partition}"), within, async || {
+            (self.acks_per_partition().get(&partition).copied().unwrap_or(0) >= from + more).then_some(())
+        })
+        .await;
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
