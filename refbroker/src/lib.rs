@@ -6,8 +6,9 @@
 //! What it speaks (wire format by the `kafka-protocol` crate): ApiVersions,
 //! Metadata, Produce (acks 0, 1, all), Fetch (consumers and follower
 //! replicas), ListOffsets and OffsetForLeaderEpoch. No consumer groups, no
-//! transactions, no idempotent producers, no topic creation (topics are
-//! created through Baton: `batonctl topic create`).
+//! transactions, no idempotent producers, no `min.insync.replicas` (acks=all
+//! waits for the ISR as it is, the leader alone included), no topic
+//! creation (topics are created through Baton: `batonctl topic create`).
 //!
 //! How it uses the agent:
 //! - every Produce goes through [`baton_agent::Agent::check_produce`]; a
