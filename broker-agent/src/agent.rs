@@ -71,6 +71,11 @@ pub(crate) struct Shared {
     pub(crate) controller: Mutex<Option<ControllerRef>>,
     pub(crate) stop: watch::Sender<bool>,
     pub(crate) stopped: watch::Sender<bool>,
+    /// Set by `shutdown`: heartbeats ask for a controlled shutdown.
+    pub(crate) draining: watch::Sender<bool>,
+    /// The metadata version at which the controller said our controlled
+    /// shutdown is committed (from a HeartbeatAck with `drained`).
+    pub(crate) drained_at: watch::Sender<Option<u64>>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -121,6 +126,8 @@ impl Agent {
             controller: Mutex::new(None),
             stop: watch::channel(false).0,
             stopped: watch::channel(false).0,
+            draining: watch::channel(false).0,
+            drained_at: watch::channel(None).0,
             task: Mutex::new(None),
         };
         Agent { shared: Arc::new(shared) }
@@ -222,10 +229,16 @@ impl Agent {
         }
     }
 
-    /// Clean exit: suspends the lease (checks refuse from here on), sends a
-    /// heartbeat with `shutting_down = true`, waits up to `rpc_timeout` for its
-    /// ack, and stops the session task. Idempotent; any clone may call it.
+    /// Clean exit. First a controlled shutdown (when connected and
+    /// `shutdown_drain_timeout` > 0): heartbeats ask the controller to move
+    /// this broker's leadership to other in-sync brokers, and the broker keeps
+    /// serving what it leads until each revocation arrives, so clients see a
+    /// new leader within a handoff, not a failover. Then it suspends the lease
+    /// (checks refuse from here on), sends a heartbeat with `shutting_down =
+    /// true`, waits up to `rpc_timeout` for its ack, and stops the session
+    /// task. Idempotent; any clone may call it.
     pub async fn shutdown(&self) {
+        self.drain_before_stop().await;
         self.shared.stop.send_replace(true);
         let has_task = self.shared.task.lock().is_some();
         let mut stopped = self.shared.stopped.subscribe();
@@ -241,5 +254,44 @@ impl Agent {
         self.shared.lease.close();
         self.shared.connected.store(false, Ordering::Release);
         self.shared.stopped.send_replace(true);
+    }
+
+    /// The controlled-shutdown half of [`Agent::shutdown`]: returns once the
+    /// controller committed it and this agent applied that version (every
+    /// partition that could move has moved), or after the timeout.
+    async fn drain_before_stop(&self) {
+        let timeout = self.shared.config.shutdown_drain_timeout;
+        if timeout.is_zero() || !self.shared.connected.load(Ordering::Acquire) || *self.shared.stop.borrow() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let led = self.shared.table.partitions_led();
+        tracing::info!(partitions_led = led, "controlled shutdown: asking the controller to move leadership away");
+        let mut drained_at = self.shared.drained_at.subscribe();
+        self.shared.draining.send_replace(true);
+        let table = &self.shared.table;
+        let wait = async {
+            let version = loop {
+                if let Some(v) = *drained_at.borrow_and_update() {
+                    break v;
+                }
+                if drained_at.changed().await.is_err() {
+                    return;
+                }
+            };
+            while table.metadata_version() < version {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(()) => tracing::info!(
+                took_ms = started.elapsed().as_millis() as u64,
+                still_led = self.shared.table.partitions_led(),
+                "controlled shutdown done: leadership moved away"
+            ),
+            Err(_) => {
+                tracing::warn!(timeout_ms = timeout.as_millis() as u64, "controlled shutdown timed out; stopping")
+            }
+        }
     }
 }

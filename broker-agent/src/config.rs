@@ -14,6 +14,8 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
 pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default bound on progress entries per heartbeat.
 pub const DEFAULT_MAX_PROGRESS_PER_HEARTBEAT: usize = 10_000;
+/// Bound on a controlled shutdown's wait for leadership to move away.
+pub const DEFAULT_SHUTDOWN_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default sidecar listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7201";
 /// Prefix of the sidecar's environment variables, e.g. `BATON_AGENT_BROKER_ID`.
@@ -33,6 +35,10 @@ pub struct AgentConfig {
     /// Unique per process start; a random UUID (v4) when `None`.
     pub incarnation_id: Option<String>,
     pub max_progress_per_heartbeat: usize,
+    /// On shutdown, how long to wait for the controller to move this
+    /// broker's leadership away (controlled shutdown) before stopping
+    /// anyway. Zero: stop at once (the controller then fails over).
+    pub shutdown_drain_timeout: Duration,
 }
 
 impl AgentConfig {
@@ -47,6 +53,7 @@ impl AgentConfig {
             rpc_timeout: DEFAULT_RPC_TIMEOUT,
             incarnation_id: None,
             max_progress_per_heartbeat: DEFAULT_MAX_PROGRESS_PER_HEARTBEAT,
+            shutdown_drain_timeout: DEFAULT_SHUTDOWN_DRAIN_TIMEOUT,
         }
     }
 
@@ -118,6 +125,7 @@ struct RawConfig {
     rpc_timeout_ms: Option<u64>,
     incarnation_id: Option<String>,
     max_progress_per_heartbeat: Option<usize>,
+    shutdown_drain_timeout_ms: Option<u64>,
     log_format: Option<LogFormat>,
     metrics_listen: Option<String>,
 }
@@ -185,6 +193,9 @@ pub fn load_with_env(
     agent.incarnation_id = raw.incarnation_id.filter(|s| !s.is_empty());
     if let Some(n) = raw.max_progress_per_heartbeat {
         agent.max_progress_per_heartbeat = n;
+    }
+    if let Some(ms) = raw.shutdown_drain_timeout_ms {
+        agent.shutdown_drain_timeout = Duration::from_millis(ms);
     }
     agent.validate()?;
     let log_format = match flags.log_format.as_deref() {

@@ -369,6 +369,7 @@ impl Session {
             metadata_version: self.shared.table.metadata_version(),
             progress,
             shutting_down,
+            controlled_shutdown: *self.shared.draining.borrow(),
         };
         self.shared.lease.record_send(seq, now_nanos());
         SessionRequest { kind: Some(session_request::Kind::Heartbeat(heartbeat)) }
@@ -418,6 +419,7 @@ impl Session {
         self.shared.connected.store(true, Ordering::Release);
         tracing::info!(metadata_version = self.shared.table.metadata_version(), "session open");
 
+        let mut draining = self.shared.draining.subscribe();
         let mut ticker =
             tokio::time::interval_at(Instant::now() + config.heartbeat_interval, config.heartbeat_interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -439,6 +441,9 @@ impl Session {
                             granted = Some(lease);
                             self.backoff.reset();
                             self.redirects_in_a_row = 0;
+                        }
+                        if ack.drained && *self.shared.draining.borrow() {
+                            self.shared.drained_at.send_replace(Some(ack.metadata_version));
                         }
                     }
                     Ok(Some(SessionResponse { kind: Some(session_response::Kind::Update(update)) })) => {
@@ -470,6 +475,12 @@ impl Session {
                     }
                     Err(status) => break self.disposition(&status, target),
                 },
+                // A controlled shutdown was asked for: tell the controller now.
+                Ok(()) = draining.changed() => {
+                    if *draining.borrow_and_update() && matches!(self.send_heartbeat(&tx, false), Sent::Closed) {
+                        break StreamEnd::Failed;
+                    }
+                }
                 _ = ticker.tick() => {
                     let stall_limit = granted.unwrap_or(config.rpc_timeout).max(config.rpc_timeout);
                     if last_ack.elapsed() > stall_limit {

@@ -88,7 +88,7 @@ impl BrokerSession for Fake {
                         return;
                     }
                 }
-                let ack = HeartbeatAck { seq, lease_ms: 2_000, metadata_version: 10 };
+                let ack = HeartbeatAck { seq, lease_ms: 2_000, metadata_version: 10, drained: false };
                 if tx.send(Ok(SessionResponse { kind: Some(session_response::Kind::Ack(ack)) })).await.is_err() {
                     return;
                 }

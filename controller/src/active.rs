@@ -1,5 +1,6 @@
 //! Work only the active controller does, on a timer: fence brokers whose
-//! session timed out, and propose ISR changes from reported progress. Each
+//! session timed out, propose ISR changes from reported progress, and give
+//! partitions back to their preferred replicas (leader rebalance). Each
 //! decision becomes one log entry; the state machine (the elector) does the
 //! rest deterministically on every controller.
 
@@ -22,9 +23,19 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(Duration::from_millis(shared.config.liveness.check_interval_ms.max(1)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut checks: u32 = 0;
+    let rebalance_every = Duration::from_millis(shared.config.balance.leader_rebalance_interval_ms);
+    // interval() panics on zero; a disabled rebalance never ticks.
+    let mut rebalance = tokio::time::interval(rebalance_every.max(Duration::from_millis(1)));
+    rebalance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    rebalance.reset();
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
+            _ = rebalance.tick(), if !rebalance_every.is_zero() => {
+                if shared.liveness.is_leader() {
+                    rebalance_leaders(&shared).await;
+                }
+            }
             changed = status.changed() => {
                 if changed.is_err() { return }
                 let ready = status.borrow_and_update().leader_ready;
@@ -97,5 +108,57 @@ async fn alter_isr(shared: &Shared, now: Instant) {
     match shared.propose(&Command::AlterIsr { changes }).await {
         Ok(p) => debug!(count, index = p.index, "ISR changes applied"),
         Err(e) => debug!(count, error = %e, "ISR changes not applied; will retry"),
+    }
+}
+
+/// Partitions whose preferred (first) replica may lead again: not leading
+/// now, in the ISR (caught up), Alive (not drained) and settled (see
+/// `Liveness::settled_brokers`). At most `max`, in (topic, partition) order.
+pub fn rebalance_candidates(
+    state: &baton_state_machine::State,
+    settled: &std::collections::HashSet<BrokerId>,
+    max: usize,
+) -> Vec<(String, i32)> {
+    let mut out = Vec::new();
+    for topic in state.topics() {
+        for (p, partition) in (0_i32..).zip(&topic.partitions) {
+            let preferred = partition.preferred_leader();
+            let eligible = state.broker(preferred).is_some_and(|b| b.state == baton_state_machine::BrokerState::Alive);
+            if partition.leader != preferred
+                && eligible
+                && partition.isr.contains(&preferred)
+                && settled.contains(&preferred)
+            {
+                out.push((topic.name.to_string(), p));
+                if out.len() >= max {
+                    return out;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One throttled round of preferred-leader elections.
+async fn rebalance_leaders(shared: &Shared) {
+    let balance = &shared.config.balance;
+    let settled = shared.liveness.settled_brokers(Instant::now(), Duration::from_millis(balance.min_broker_uptime_ms));
+    let partitions =
+        shared.raft.metadata().read(|s| rebalance_candidates(s, &settled, balance.leader_rebalance_max_partitions));
+    if partitions.is_empty() {
+        return;
+    }
+    let count = partitions.len();
+    let command =
+        Command::ElectLeaders { election: baton_state_machine::ElectionType::Preferred, partitions: Some(partitions) };
+    match shared.propose(&command).await {
+        Ok(p) => {
+            let moved = match p.outcome {
+                Ok(Outcome::LeadersElected(results)) => results.iter().filter(|r| r.result.is_ok()).count(),
+                _ => 0,
+            };
+            info!(candidates = count, moved, index = p.index, "leader rebalance: preferred replicas lead again");
+        }
+        Err(e) => debug!(count, error = %e, "leader rebalance not applied; next round retries"),
     }
 }

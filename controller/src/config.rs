@@ -41,6 +41,34 @@ pub struct ControllerConfig {
     pub liveness: LivenessConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub balance: BalanceConfig,
+}
+
+/// Automatic leader rebalance: the active controller gives partitions back
+/// to their preferred (first) replica, as `batonctl leader elect --type
+/// preferred` does, on a timer and in bounded batches.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BalanceConfig {
+    /// How often to look for partitions not led by their preferred replica; 0: never.
+    pub leader_rebalance_interval_ms: u64,
+    /// At most this many leadership moves per round (each is a handoff).
+    pub leader_rebalance_max_partitions: usize,
+    /// A preferred replica gets leadership back only once its broker has
+    /// been heartbeating in its current registration for this long (and is
+    /// in the ISR, i.e. caught up): never onto a broker that just came back.
+    pub min_broker_uptime_ms: u64,
+}
+
+impl Default for BalanceConfig {
+    fn default() -> Self {
+        BalanceConfig {
+            leader_rebalance_interval_ms: 300_000,
+            leader_rebalance_max_partitions: 1_000,
+            min_broker_uptime_ms: 30_000,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -223,6 +251,10 @@ impl ControllerConfig {
             );
         }
         ensure!(self.limits.max_message_bytes >= 64 << 10, "limits max_message_bytes must be >= 64 KiB");
+        ensure!(
+            self.balance.leader_rebalance_max_partitions >= 1,
+            "balance leader_rebalance_max_partitions must be >= 1"
+        );
         Ok(())
     }
 
@@ -248,8 +280,19 @@ impl ControllerConfig {
 /// prefix (`BATON_CONTROLLERS` for batonctl, `BATON_AGENT_*` for the agent)
 /// are left alone rather than failing the strict parse.
 fn controller_env(vars: impl Iterator<Item = (String, String)>) -> config::Map<String, String> {
-    const KEYS: [&str; 10] =
-        ["ID", "DATA_DIR", "LISTEN", "PEERS", "JOIN", "LOG_FORMAT", "METRICS_LISTEN", "RAFT", "LIVENESS", "LIMITS"];
+    const KEYS: [&str; 11] = [
+        "ID",
+        "DATA_DIR",
+        "LISTEN",
+        "PEERS",
+        "JOIN",
+        "LOG_FORMAT",
+        "METRICS_LISTEN",
+        "RAFT",
+        "LIVENESS",
+        "LIMITS",
+        "BALANCE",
+    ];
     vars.filter(|(k, _)| {
         k.strip_prefix("BATON_")
             .map(|rest| rest.split("__").next().unwrap_or_default())
@@ -289,6 +332,7 @@ mod tests {
             raft: RaftConfig::default(),
             liveness: LivenessConfig::default(),
             limits: LimitsConfig::default(),
+            balance: BalanceConfig::default(),
         }
     }
 

@@ -39,12 +39,22 @@ struct BrokerLive {
     /// When this controller received the last heartbeat it granted a lease
     /// for; the broker's lease ends before this + lease * (1 + drift).
     last_grant: Option<Instant>,
+    /// When this controller first heard from this registration.
+    since: Instant,
 }
 
 impl BrokerLive {
     /// A broker epoch first seen at `heard` (nothing acknowledged or granted).
     fn fresh(epoch: u64, heard: Instant) -> BrokerLive {
-        BrokerLive { epoch, last_heartbeat: heard, acked_version: 0, session: None, fencing: false, last_grant: None }
+        BrokerLive {
+            epoch,
+            last_heartbeat: heard,
+            acked_version: 0,
+            session: None,
+            fencing: false,
+            last_grant: None,
+            since: heard,
+        }
     }
 }
 
@@ -305,6 +315,34 @@ impl Liveness {
 
     /// Milliseconds since the broker's last accepted heartbeat (None when not
     /// leader or never heard from in this term).
+    /// Brokers that may now have a replica to bring into an ISR (e.g. the
+    /// new replicas of a reassignment).
+    pub fn consider_for_isr(&self, brokers: impl IntoIterator<Item = BrokerId>) {
+        self.inner.lock().rejoin_candidates.extend(brokers);
+    }
+
+    /// Brokers that may take leadership back in a rebalance: a session is
+    /// open, no fence is in flight, heard from within a lease, and heard
+    /// from in this registration for at least `min_uptime`.
+    pub fn settled_brokers(&self, now: Instant, min_uptime: Duration) -> HashSet<BrokerId> {
+        let inner = self.inner.lock();
+        if inner.leader_since.is_none() {
+            return HashSet::new();
+        }
+        let lease = Duration::from_millis(self.config.lease_ms);
+        inner
+            .brokers
+            .iter()
+            .filter(|(_, l)| {
+                l.session.is_some()
+                    && !l.fencing
+                    && now.saturating_duration_since(l.last_heartbeat) < lease
+                    && now.saturating_duration_since(l.since) >= min_uptime
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     pub fn heartbeat_age(&self, broker: BrokerId, now: Instant) -> Option<Duration> {
         let inner = self.inner.lock();
         inner.leader_since?;
@@ -395,7 +433,8 @@ impl Liveness {
             .is_some_and(|since| now.saturating_duration_since(since) >= Duration::from_millis(self.config.lease_ms));
         let candidates: Vec<BrokerId> = inner.rejoin_candidates.drain().collect();
         for broker in candidates {
-            if state.broker(broker).is_none_or(|b| b.state != BrokerState::Alive) {
+            // Drained brokers replicate and rejoin too; they only never lead.
+            if state.broker(broker).is_none_or(|b| !matches!(b.state, BrokerState::Alive | BrokerState::Drained)) {
                 continue;
             }
             let mut still_behind = false;

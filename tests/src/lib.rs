@@ -490,8 +490,20 @@ impl Cluster {
         self.agents[index].kill9();
     }
 
+    /// Starts agent `index` again, after a kill or after it exited on its own.
     pub fn restart_agent(&mut self, index: usize) {
+        self.agents[index].exit_status();
         self.agents[index].start();
+    }
+
+    /// SIGTERM: the sidecar shuts down cleanly (controlled shutdown first).
+    pub fn terminate_agent(&self, index: usize) {
+        self.agents[index].signal("TERM");
+    }
+
+    /// The sidecar (local gRPC API) address of agent `index`.
+    pub fn agent_addr(&self, index: usize) -> &str {
+        &self.agent_addrs[index]
     }
 
     pub fn pause_agent(&self, index: usize) {

@@ -153,3 +153,46 @@ async fn lagging_follower_leaves_the_isr_and_rejoins_after_catching_up() {
         })
         .await;
 }
+
+/// Automatic leader rebalance: a broker killed and restarted gets its
+/// preferred partitions back without anyone asking, but only once it is back
+/// in their ISRs and has been up for `min_broker_uptime_ms` (never onto a
+/// broker that just came back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn periodic_rebalance_returns_leadership_to_settled_preferred_replicas() {
+    let env = vec![
+        ("BATON_BALANCE__LEADER_REBALANCE_INTERVAL_MS".to_owned(), "300".to_owned()),
+        ("BATON_BALANCE__MIN_BROKER_UPTIME_MS".to_owned(), "3000".to_owned()),
+    ];
+    let mut cluster = Cluster::start(ClusterOptions { controller_env: env, ..ClusterOptions::default() }).await;
+    create_topic(&cluster, "rb", 6, 3);
+    let preferred_by_1 = |d: &serde_json::Value| -> Vec<i64> {
+        d["partitions"]
+            .as_array()
+            .map(|ps| ps.iter().filter(|p| p["replicas"][0] == 1).filter_map(|p| p["partition"].as_i64()).collect())
+            .unwrap_or_default()
+    };
+    let mine = preferred_by_1(&cluster.describe("rb").expect("describe"));
+    assert!(!mine.is_empty(), "broker 1 is preferred for nothing");
+    cluster.kill_agent(0);
+    cluster
+        .wait_until("failover away from broker 1", LONG, || {
+            let view = leaders(&cluster.describe("rb").ok()?);
+            mine.iter().all(|p| view[p].0 > 1).then_some(())
+        })
+        .await;
+    cluster.restart_agent(0);
+    let restarted = Instant::now();
+    let back = cluster
+        .wait_until("broker 1 leads its preferred partitions again", LONG, || {
+            let view = leaders(&cluster.describe("rb").ok()?);
+            mine.iter().all(|p| view[p].0 == 1).then(Instant::now)
+        })
+        .await;
+    assert!(
+        back - restarted >= Duration::from_millis(3000),
+        "leadership came back {:?} after the restart, before the broker was up for min_broker_uptime_ms",
+        back - restarted
+    );
+    agents_agree(&cluster, "rb", &[0, 1, 2]).await;
+}

@@ -69,6 +69,33 @@ pub enum Command {
     /// Inspect and change the controller quorum.
     #[command(subcommand)]
     Quorum(QuorumCommand),
+    /// Move a partition's replicas to other brokers (add, catch up, drop).
+    #[command(subcommand)]
+    Reassign(ReassignCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReassignCommand {
+    /// Start (or replace) a reassignment: the target replicas are added,
+    /// catch up and join the ISR, then the others are dropped; if the leader
+    /// is dropped, leadership moves to an in-sync target replica.
+    Start {
+        topic: String,
+        partition: i32,
+        /// The replicas to end with, preferred leader first: e.g. 4,5,6.
+        #[arg(long, value_delimiter = ',', required = true)]
+        replicas: Vec<i32>,
+        /// Wait until it completes, showing progress (on stderr).
+        #[arg(long)]
+        wait: bool,
+        /// Give up waiting after this many seconds (the reassignment goes on).
+        #[arg(long, default_value_t = 600)]
+        wait_timeout_secs: u64,
+    },
+    /// Cancel the reassignment of a partition: back to its original replicas.
+    Cancel { topic: String, partition: i32 },
+    /// List reassignments in flight with their progress.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +174,18 @@ pub enum ElectionKind {
 pub enum BrokerCommand {
     /// List registered brokers with their state and epoch.
     List,
+    /// Move leadership off a broker before maintenance: each partition it
+    /// leads moves to another in-sync broker (a handoff: the new leader acts
+    /// only once the old one stopped). It stays in its ISRs and never leads
+    /// until undrained, also across restarts. One broker at a time unless --force.
+    Drain {
+        broker_id: i32,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Let a drained broker lead again (leaderless partitions at once; the
+    /// rest through `leader elect --type preferred`).
+    Undrain { broker_id: i32 },
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,8 +6,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use baton_proto::v1::{
     AddControllerRequest, CreateTopicRequest, DeleteTopicRequest, DescribeQuorumRequest, DescribeTopicRequest,
-    ElectLeadersRequest, ElectionType, GetPartitionLeaderRequest, ListBrokersRequest, ListTopicsRequest,
-    ReadConsistency, RemoveControllerRequest, TopicConfig, TopicPartition, WatchLeadershipRequest,
+    DrainBrokerRequest, ElectLeadersRequest, ElectionType, GetPartitionLeaderRequest, ListBrokersRequest,
+    ListTopicsRequest, ReadConsistency, RemoveControllerRequest, TopicConfig, TopicPartition, UndrainBrokerRequest,
+    WatchLeadershipRequest,
 };
 use serde::Serialize;
 
@@ -27,6 +28,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topic(cmd) => topic(&controllers, format, cmd).await,
         Command::Leader(cmd) => leader(&controllers, format, cmd).await,
         Command::Broker(BrokerCommand::List) => broker_list(&controllers, format).await,
+        Command::Broker(BrokerCommand::Drain { broker_id, force }) => {
+            let req = DrainBrokerRequest { broker_id, force };
+            let resp = controllers
+                .call(|mut client| {
+                    let req = controllers.unary(req);
+                    async move { client.drain_broker(req).await }
+                })
+                .await?;
+            let view = output::DrainJson {
+                broker: broker_id,
+                drained: true,
+                moved: resp.moved,
+                remaining: resp.remaining,
+                metadata_version: resp.metadata_version,
+            };
+            emit(format, &view, || output::drain_table(&view))
+        }
+        Command::Broker(BrokerCommand::Undrain { broker_id }) => {
+            let req = UndrainBrokerRequest { broker_id };
+            let resp = controllers
+                .call(|mut client| {
+                    let req = controllers.unary(req);
+                    async move { client.undrain_broker(req).await }
+                })
+                .await?;
+            let view = output::UndrainJson {
+                broker: broker_id,
+                elected: resp.elected,
+                metadata_version: resp.metadata_version,
+            };
+            emit(format, &view, || {
+                format!("broker {broker_id} undrained; leads {} leaderless partitions again\n", resp.elected)
+            })
+        }
+        Command::Reassign(cmd) => crate::reassign::run(&controllers, format, cmd).await,
         Command::Quorum(QuorumCommand::Status) => quorum_status(&controllers, format).await,
         Command::Quorum(QuorumCommand::Add { id, address, learner_only, catch_up_timeout_ms }) => {
             // The call waits for the catch-up: give it that long and more.
@@ -287,7 +323,7 @@ async fn quorum_status(c: &Controllers, format: OutputFormat) -> anyhow::Result<
     emit(format, &view, || output::quorum_table(&view))
 }
 
-fn emit<T: Serialize>(format: OutputFormat, view: &T, table: impl FnOnce() -> String) -> anyhow::Result<()> {
+pub(crate) fn emit<T: Serialize>(format: OutputFormat, view: &T, table: impl FnOnce() -> String) -> anyhow::Result<()> {
     let text = match format {
         OutputFormat::Json => format!("{}\n", output::to_json_line(view)),
         OutputFormat::Table => table(),

@@ -164,6 +164,31 @@ pub fn error_code_name(code: i32) -> Option<String> {
 }
 
 #[derive(Debug, Serialize)]
+pub struct DrainJson {
+    pub broker: i32,
+    pub drained: bool,
+    /// Partitions whose leadership moved to another in-sync broker.
+    pub moved: i32,
+    /// Partitions it still leads (no other eligible in-sync replica).
+    pub remaining: i32,
+    pub metadata_version: u64,
+}
+
+pub fn drain_table(d: &DrainJson) -> String {
+    let mut t = Table::new(vec!["BROKER", "MOVED", "STILL_LEADS", "METADATA_VERSION"]);
+    t.row(vec![d.broker.to_string(), d.moved.to_string(), d.remaining.to_string(), d.metadata_version.to_string()]);
+    t.render()
+}
+
+#[derive(Debug, Serialize)]
+pub struct UndrainJson {
+    pub broker: i32,
+    /// Leaderless partitions it leads again at once.
+    pub elected: i32,
+    pub metadata_version: u64,
+}
+
+#[derive(Debug, Serialize)]
 pub struct QuorumMemberJson {
     pub id: u64,
     pub address: String,

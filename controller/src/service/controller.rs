@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use baton_proto::v1 as pb;
 use baton_proto::v1::controller_server::Controller;
-use baton_state_machine::{Command, ElectionType, Outcome, State, StateError, TopicConfig};
+use baton_state_machine::{
+    Command, ElectionType, Outcome, ReassignmentChange, ReassignmentResult, State, StateError, TopicConfig,
+};
 use futures::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -260,6 +262,135 @@ impl Controller for ControllerService {
         _request: Request<pb::DescribeQuorumRequest>,
     ) -> Result<Response<pb::DescribeQuorumResponse>, Status> {
         Ok(Response::new(quorum::describe(&self.shared.raft)))
+    }
+
+    async fn drain_broker(
+        &self,
+        request: Request<pb::DrainBrokerRequest>,
+    ) -> Result<Response<pb::DrainBrokerResponse>, Status> {
+        if let Route::Leader(addr) = self.shared.forwarder.route(&self.shared.raft, &request)? {
+            let inner = request.into_inner();
+            return self
+                .shared
+                .forwarder
+                .controller(&addr, inner, |mut c, r| async move { c.drain_broker(r).await })
+                .await;
+        }
+        let req = request.into_inner();
+        let (outcome, version) =
+            self.commit(Command::DrainBroker { broker_id: req.broker_id, force: req.force }).await?;
+        let Outcome::LeadershipDrained { moved, remaining } = outcome else {
+            return Err(Status::internal("unexpected outcome for a drain"));
+        };
+        tracing::info!(broker = req.broker_id, moved, remaining, "broker drained");
+        Ok(Response::new(pb::DrainBrokerResponse {
+            moved: moved as i32,
+            remaining: remaining as i32,
+            metadata_version: version,
+        }))
+    }
+
+    async fn undrain_broker(
+        &self,
+        request: Request<pb::UndrainBrokerRequest>,
+    ) -> Result<Response<pb::UndrainBrokerResponse>, Status> {
+        if let Route::Leader(addr) = self.shared.forwarder.route(&self.shared.raft, &request)? {
+            let inner = request.into_inner();
+            return self
+                .shared
+                .forwarder
+                .controller(&addr, inner, |mut c, r| async move { c.undrain_broker(r).await })
+                .await;
+        }
+        let req = request.into_inner();
+        let (outcome, version) = self.commit(Command::UndrainBroker { broker_id: req.broker_id }).await?;
+        let Outcome::BrokerUndrained { elected } = outcome else {
+            return Err(Status::internal("unexpected outcome for an undrain"));
+        };
+        tracing::info!(broker = req.broker_id, elected, "broker undrained");
+        Ok(Response::new(pb::UndrainBrokerResponse { elected: elected as i32, metadata_version: version }))
+    }
+
+    async fn alter_partition_reassignments(
+        &self,
+        request: Request<pb::AlterPartitionReassignmentsRequest>,
+    ) -> Result<Response<pb::AlterPartitionReassignmentsResponse>, Status> {
+        if let Route::Leader(addr) = self.shared.forwarder.route(&self.shared.raft, &request)? {
+            let inner = request.into_inner();
+            return self
+                .shared
+                .forwarder
+                .controller(&addr, inner, |mut c, r| async move { c.alter_partition_reassignments(r).await })
+                .await;
+        }
+        let req = request.into_inner();
+        if req.reassignments.is_empty() {
+            return Err(invalid("no reassignments given"));
+        }
+        let changes: Vec<ReassignmentChange> = req
+            .reassignments
+            .into_iter()
+            .map(|r| ReassignmentChange {
+                topic: r.topic,
+                partition: r.partition,
+                target: (!r.cancel).then_some(r.target_replicas),
+            })
+            .collect();
+        let targets: Vec<i32> = changes.iter().filter_map(|c| c.target.clone()).flatten().collect();
+        let (outcome, version) = self.commit(Command::AlterReassignments { changes }).await?;
+        let Outcome::ReassignmentsAltered(outcomes) = outcome else {
+            return Err(Status::internal("unexpected outcome for a reassignment"));
+        };
+        // New replicas join ISRs through the usual catch-up rule.
+        self.shared.liveness.consider_for_isr(targets);
+        let results = outcomes
+            .into_iter()
+            .map(|o| {
+                let (error, message, state) = match o.result {
+                    Ok(r) => {
+                        let state = match r {
+                            ReassignmentResult::Started => "STARTED",
+                            ReassignmentResult::Completed => "COMPLETED",
+                            ReassignmentResult::Cancelled => "CANCELLED",
+                        };
+                        (pb::ErrorCode::Unspecified, String::new(), state.to_owned())
+                    }
+                    Err(e) => (state_error_code(&e), e.to_string(), String::new()),
+                };
+                pb::ReassignmentResult { topic: o.topic, partition: o.partition, error: error as i32, message, state }
+            })
+            .collect();
+        Ok(Response::new(pb::AlterPartitionReassignmentsResponse { results, metadata_version: version }))
+    }
+
+    async fn list_partition_reassignments(
+        &self,
+        request: Request<pb::ListPartitionReassignmentsRequest>,
+    ) -> Result<Response<pb::ListPartitionReassignmentsResponse>, Status> {
+        let req = request.into_inner();
+        let response = self
+            .read(req.consistency, |s| pb::ListPartitionReassignmentsResponse {
+                reassignments: s
+                    .reassignments()
+                    .iter()
+                    .filter_map(|((topic_id, p), r)| {
+                        let topic = s.topic_by_id(*topic_id)?;
+                        let part = topic.partitions.get(usize::try_from(*p).ok()?)?;
+                        Some(pb::OngoingReassignment {
+                            topic: topic.name.to_string(),
+                            partition: *p,
+                            replicas: part.replicas.clone(),
+                            isr: part.isr.clone(),
+                            target_replicas: r.target.clone(),
+                            adding: r.adding(part).collect(),
+                            removing: r.removing().collect(),
+                        })
+                    })
+                    .collect(),
+                metadata_version: s.applied_index(),
+            })
+            .await?;
+        Ok(Response::new(response))
     }
 
     async fn add_controller(

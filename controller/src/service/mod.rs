@@ -50,6 +50,8 @@ pub fn state_error(e: &StateError) -> Status {
         E::EligibleLeadersNotAvailable { .. } => (Code::FailedPrecondition, ErrorCode::EligibleLeadersNotAvailable),
         E::ElectionNotNeeded { .. } => (Code::FailedPrecondition, ErrorCode::ElectionNotNeeded),
         E::InvalidRequest(_) => (Code::InvalidArgument, ErrorCode::InvalidRequest),
+        E::DrainInProgress { .. } => (Code::FailedPrecondition, ErrorCode::DrainInProgress),
+        E::BrokerNotDrained(_) => (Code::FailedPrecondition, ErrorCode::BrokerNotDrained),
     };
     typed_status(code, ec, e.to_string())
 }

@@ -237,13 +237,21 @@ pub async fn remove(shared: &Shared, req: &pb::RemoveControllerRequest) -> Resul
             format!("controller {} is not a member of the quorum", req.id),
         ));
     }
-    let active = recently_active(shared, &status);
-    if is_voter {
-        match check_remaining_majority(&status.voters, &active, req.id) {
-            Err(reason) if status.voters.len() == 1 || !req.force => return Err(refused(reason)),
-            _ => {}
+    // A member counts as silent only after a full window in which this
+    // leader could have heard it: a leader elected a moment ago has heard
+    // only the voters that voted for it, so it looks again for a while.
+    let window = shared.config.election_timeout() * 2;
+    let started = tokio::time::Instant::now();
+    let active = loop {
+        let active = recently_active(shared, &status);
+        let check = if is_voter { check_remaining_majority(&status.voters, &active, req.id) } else { Ok(()) };
+        match check {
+            Ok(()) => break active,
+            Err(_) if req.force && status.voters.len() > 1 => break active,
+            Err(reason) if started.elapsed() >= window || status.voters.len() == 1 => return Err(refused(reason)),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
-    }
+    };
     if req.id == status.id {
         return transfer_away(handle, &status, &active).await.map(Removal::Forward);
     }

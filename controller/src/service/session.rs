@@ -334,10 +334,11 @@ async fn on_heartbeat(
     if granted {
         shared.metrics.leases_granted.inc();
     }
+    let drained = h.controlled_shutdown && controlled_shutdown(shared, h);
     if h.shutting_down {
         // The agent suspended itself before sending this: move its
         // partitions now. Acknowledge without a lease.
-        let ack = pb::HeartbeatAck { seq: h.seq, lease_ms: 0, metadata_version: metadata.version() };
+        let ack = pb::HeartbeatAck { seq: h.seq, lease_ms: 0, metadata_version: metadata.version(), drained };
         let _ = tx.send(Ok(pb::SessionResponse { kind: Some(ResponseKind::Ack(ack)) })).await;
         if shared.liveness.begin_fence(h.broker_id, h.broker_epoch) {
             info!(broker = h.broker_id, "broker shutting down cleanly: fencing it");
@@ -352,9 +353,35 @@ async fn on_heartbeat(
     // disk) must not make healthy brokers abandon their sessions and be
     // fenced for it.
     let lease_ms = if granted { shared.config.liveness.lease_ms.min(u32::MAX as u64) as u32 } else { 0 };
-    let ack = pb::HeartbeatAck { seq: h.seq, lease_ms, metadata_version: metadata.version() };
+    let ack = pb::HeartbeatAck { seq: h.seq, lease_ms, metadata_version: metadata.version(), drained };
     if tx.send(Ok(pb::SessionResponse { kind: Some(ResponseKind::Ack(ack)) })).await.is_err() {
         warn!(broker = h.broker_id, "could not deliver a heartbeat ack");
     }
     Ok(())
+}
+
+/// A broker asked to stop after its leadership moved away. True once its
+/// controlled shutdown (or an operator's drain) is committed for this
+/// registration: every partition that could move has moved in that entry.
+/// Otherwise proposes it, without holding up the heartbeat; a duplicate
+/// proposal from the next heartbeat is harmless (it moves nothing more).
+fn controlled_shutdown(shared: &Arc<Shared>, h: &pb::Heartbeat) -> bool {
+    let state = shared.raft.metadata().read(|s| s.broker(h.broker_id).map(|b| (b.state, b.epoch)));
+    match state {
+        Some((BrokerState::ControlledShutdown | BrokerState::Drained, epoch)) if epoch == h.broker_epoch => true,
+        Some((BrokerState::Alive, epoch)) if epoch == h.broker_epoch => {
+            let (shared, broker_id, broker_epoch) = (shared.clone(), h.broker_id, h.broker_epoch);
+            tokio::spawn(async move {
+                let command = Command::ControlledShutdown { broker_id, broker_epoch };
+                match shared.propose(&command).await {
+                    Ok(p) => info!(broker = broker_id, outcome = ?p.outcome, "controlled shutdown committed"),
+                    Err(e) => {
+                        warn!(broker = broker_id, error = %e, "controlled shutdown not committed; the broker will ask again")
+                    }
+                }
+            });
+            false
+        }
+        _ => false,
+    }
 }

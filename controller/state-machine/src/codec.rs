@@ -1,22 +1,25 @@
 //! Snapshot encoding: a fixed header (magic, format version, body length,
 //! crc32 of the body) and a postcard body holding the applied index, the
-//! brokers, the topics and (from version 2) the controllers' addresses. Derived indexes are not stored: they are rebuilt,
+//! brokers, the topics and (from version 2) the controllers' addresses and
+//! the drained brokers. Derived indexes are not stored: they are rebuilt,
 //! so a snapshot cannot carry an index that disagrees with its topics.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::DecodeError;
-use crate::index::DerivedIndex;
+use crate::index::{DerivedIndex, PartitionKey};
+use crate::reassign::Reassignment;
 use crate::state::State;
 use crate::types::{Broker, BrokerId, Topic};
 
 /// "BTSM": Baton state machine.
 pub const SNAPSHOT_MAGIC: [u8; 4] = *b"BTSM";
 /// Bump on any change of the body's shape; older versions must keep decoding.
-/// Version 2 added the controllers' addresses; version 1 still decodes.
+/// Version 2 added the controllers' addresses and drained brokers; version 1
+/// still decodes.
 pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
 /// magic (4) + version (4, LE) + body length (8, LE) + crc32 of body (4, LE).
 pub const SNAPSHOT_HEADER_LEN: usize = 20;
@@ -27,6 +30,8 @@ struct BodyRef<'a> {
     brokers: Vec<&'a Broker>,
     topics: Vec<&'a Topic>,
     controllers: &'a BTreeMap<u64, String>,
+    drained: &'a BTreeSet<BrokerId>,
+    reassignments: &'a BTreeMap<PartitionKey, Reassignment>,
 }
 
 /// Same wire shape as `BodyRef`, owned.
@@ -36,6 +41,8 @@ struct Body {
     brokers: Vec<Broker>,
     topics: Vec<Topic>,
     controllers: BTreeMap<u64, String>,
+    drained: BTreeSet<BrokerId>,
+    reassignments: BTreeMap<PartitionKey, Reassignment>,
 }
 
 /// The body of format version 1 (no controllers).
@@ -55,6 +62,8 @@ impl State {
             brokers: self.brokers.values().collect(),
             topics: self.topics.values().collect(),
             controllers: &self.controllers,
+            drained: &self.drained,
+            reassignments: &self.reassignments,
         };
         // Plain derived types into a Vec: postcard has no failure path here.
         let mut out = postcard::to_extend(&body, vec![0; SNAPSHOT_HEADER_LEN])
@@ -103,7 +112,17 @@ impl State {
         let (decoded, rest) = if version == 1 {
             let (v1, rest) = postcard::take_from_bytes::<BodyV1>(body).map_err(malformed)?;
             let BodyV1 { applied_index, brokers, topics } = v1;
-            (Body { applied_index, brokers, topics, controllers: BTreeMap::new() }, rest)
+            (
+                Body {
+                    applied_index,
+                    brokers,
+                    topics,
+                    controllers: BTreeMap::new(),
+                    drained: BTreeSet::new(),
+                    reassignments: BTreeMap::new(),
+                },
+                rest,
+            )
         } else {
             postcard::take_from_bytes::<Body>(body).map_err(malformed)?
         };
@@ -140,7 +159,18 @@ impl State {
         if let Some(id) = body.controllers.iter().find_map(|(id, a)| (*id == 0 || a.is_empty()).then_some(id)) {
             return Err(DecodeError::Invariant(format!("controller {id} has id 0 or an empty address")));
         }
-        let state = State { applied_index: body.applied_index, brokers, topics, index, controllers: body.controllers };
+        if let Some(id) = body.drained.iter().find(|id| !brokers.contains_key(id)) {
+            return Err(DecodeError::Invariant(format!("drained broker {id} is not registered")));
+        }
+        let state = State {
+            applied_index: body.applied_index,
+            brokers,
+            topics,
+            index,
+            controllers: body.controllers,
+            drained: body.drained,
+            reassignments: body.reassignments,
+        };
         state.check_records().map_err(DecodeError::Invariant)?;
         Ok(state)
     }

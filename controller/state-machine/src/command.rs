@@ -47,6 +47,29 @@ pub enum Command {
         election: ElectionType,
         partitions: Option<Vec<(String, i32)>>,
     },
+    /// Operator drain: the broker stops leading (each partition it leads
+    /// moves to the first eligible ISR member, where there is one) but stays
+    /// in its ISRs. At most one broker is drained or shutting down at a time
+    /// unless `force`. Survives the broker's restart until undrained.
+    DrainBroker {
+        broker_id: BrokerId,
+        force: bool,
+    },
+    /// Ends a drain: the broker may lead again (leaderless partitions whose
+    /// ISR holds it get it at once; others come back by preferred election).
+    UndrainBroker {
+        broker_id: BrokerId,
+    },
+    /// Sent by a broker's own agent before it stops (SIGTERM): as a drain,
+    /// for that registration only (it registers again as Alive).
+    ControlledShutdown {
+        broker_id: BrokerId,
+        broker_epoch: u64,
+    },
+    /// Starts, replaces or cancels partition reassignments (see `reassign`).
+    AlterReassignments {
+        changes: Vec<crate::reassign::ReassignmentChange>,
+    },
     /// The controllers' raft addresses. Travels as the context of a raft
     /// configuration change (never as a normal entry), so the addresses of
     /// the quorum change in the same entry as the quorum itself and reach new

@@ -93,6 +93,23 @@ pub(crate) fn remove_fenced(
     changed
 }
 
+/// Moves leadership away from `from` (being drained) to the first eligible
+/// ISR member, if there is one; otherwise `from` keeps leading (better than
+/// no leader at all). Returns whether the partition changed.
+pub(crate) fn move_leader_away(p: &mut Partition, from: BrokerId, eligible: impl Fn(BrokerId) -> bool) -> bool {
+    if p.leader != from {
+        return false;
+    }
+    match first_eligible_in_isr(p, |b| b != from && eligible(b)) {
+        Some(leader) => {
+            set_leader(p, leader);
+            p.partition_epoch = bump(p.partition_epoch);
+            true
+        }
+        None => false,
+    }
+}
+
 /// Moves leadership to the preferred replica if it is eligible and in sync.
 pub(crate) fn elect_preferred(p: &mut Partition, eligible: impl Fn(BrokerId) -> bool) -> Result<(), NoElection> {
     let preferred = p.preferred_leader();

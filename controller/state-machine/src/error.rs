@@ -40,6 +40,10 @@ pub enum StateError {
     ElectionNotNeeded { topic: String, partition: i32 },
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    #[error("broker {other} is already drained or shutting down; drain one at a time or force it")]
+    DrainInProgress { broker_id: BrokerId, other: BrokerId },
+    #[error("broker {0} is not drained")]
+    BrokerNotDrained(BrokerId),
 }
 
 /// Why bytes (a command or a snapshot) did not decode. Decoding never panics.

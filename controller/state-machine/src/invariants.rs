@@ -27,6 +27,23 @@ impl State {
     /// Every invariant but the derived index's (which `decode_snapshot` has
     /// just rebuilt, so comparing it would only double the work).
     pub(crate) fn check_records(&self) -> Result<(), String> {
+        for ((topic_id, p), r) in &self.reassignments {
+            let part = self
+                .index
+                .topic_names
+                .get(topic_id)
+                .and_then(|name| self.topics.get(name))
+                .and_then(|t| usize::try_from(*p).ok().and_then(|i| t.partitions.get(i)));
+            let Some(part) = part else {
+                return Err(format!("reassignment of a missing partition {topic_id}/{p}"));
+            };
+            if r.target.is_empty() || !r.target.iter().chain(&r.original).all(|b| part.replicas.contains(b)) {
+                return Err(format!(
+                    "reassignment {r:?} of {topic_id}/{p} is not within its replicas {:?}",
+                    part.replicas
+                ));
+            }
+        }
         for (id, broker) in &self.brokers {
             if *id != broker.id || *id < 0 {
                 return Err(format!("broker keyed {id} has id {}", broker.id));

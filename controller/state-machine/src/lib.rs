@@ -28,6 +28,7 @@ pub mod fuzzing;
 mod index;
 mod invariants;
 pub mod placement;
+pub mod reassign;
 mod state;
 pub mod types;
 
@@ -37,6 +38,7 @@ mod tests;
 pub use codec::{SNAPSHOT_FORMAT_VERSION, SNAPSHOT_HEADER_LEN, SNAPSHOT_MAGIC};
 pub use command::{COMMAND_FORMAT_VERSION, Command};
 pub use error::{DecodeError, StateError};
+pub use reassign::{Reassignment, ReassignmentChange, ReassignmentOutcome, ReassignmentResult};
 pub use state::State;
 pub use types::{
     Applied, Broker, BrokerId, BrokerState, Changes, ElectionOutcome, ElectionType, FenceReason, IsrChange, IsrOutcome,

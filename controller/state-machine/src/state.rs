@@ -1,6 +1,6 @@
 //! The metadata state and `apply`, the only way it changes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::command::Command;
@@ -27,6 +27,11 @@ pub struct State {
     /// Raft addresses of controllers added or moved after bootstrap (the
     /// bootstrap members' addresses come from each controller's config).
     pub(crate) controllers: BTreeMap<u64, String>,
+    /// Brokers an operator drained: they register again as Drained (never
+    /// leaders) until undrained, across restarts and fences.
+    pub(crate) drained: BTreeSet<BrokerId>,
+    /// In-flight partition reassignments by (topic id, partition).
+    pub(crate) reassignments: BTreeMap<crate::index::PartitionKey, crate::reassign::Reassignment>,
 }
 
 impl State {
@@ -66,17 +71,39 @@ impl State {
             Command::AlterIsr { changes: isr_changes } => {
                 let outcomes = isr_changes
                     .iter()
-                    .map(|c| IsrOutcome {
-                        topic: c.topic.clone(),
-                        partition: c.partition,
-                        result: self.alter_isr_one(c, &mut changes),
+                    .map(|c| {
+                        let result = self.alter_isr_one(c, &mut changes);
+                        // A reassignment completes in the entry that brings
+                        // its last target replica in sync.
+                        if result.is_ok()
+                            && let Some(id) = self.topics.get(c.topic.as_str()).map(|t| t.id)
+                        {
+                            self.maybe_complete_reassignment((id, c.partition), &mut changes);
+                        }
+                        IsrOutcome { topic: c.topic.clone(), partition: c.partition, result }
                     })
                     .collect();
                 Ok(Outcome::IsrAltered(outcomes))
             }
+            Command::AlterReassignments { changes: items } => {
+                let outcomes = items
+                    .iter()
+                    .map(|c| crate::reassign::ReassignmentOutcome {
+                        topic: c.topic.clone(),
+                        partition: c.partition,
+                        result: self.alter_reassignment(c, &mut changes),
+                    })
+                    .collect();
+                Ok(Outcome::ReassignmentsAltered(outcomes))
+            }
             Command::ElectLeaders { election, partitions } => {
                 Ok(Outcome::LeadersElected(self.elect_leaders(*election, partitions.as_deref(), &mut changes)))
             }
+            Command::DrainBroker { broker_id, force } => self.drain(*broker_id, None, *force, &mut changes),
+            Command::ControlledShutdown { broker_id, broker_epoch } => {
+                self.drain(*broker_id, Some(*broker_epoch), true, &mut changes)
+            }
+            Command::UndrainBroker { broker_id } => self.undrain(*broker_id, &mut changes),
             Command::ControllerAddresses { set, removed } => self.set_controller_addresses(set, removed),
         };
         Applied { outcome, changes }
@@ -129,6 +156,11 @@ impl State {
             .filter_map(|(topic_id, p)| self.index.topic_names.get(topic_id).map(|name| (&**name, *p)))
     }
 
+    /// Brokers an operator drained (see `Command::DrainBroker`).
+    pub fn drained_brokers(&self) -> &BTreeSet<BrokerId> {
+        &self.drained
+    }
+
     /// Raft addresses of controllers recorded through membership changes.
     pub fn controller_addresses(&self) -> &BTreeMap<u64, String> {
         &self.controllers
@@ -147,6 +179,84 @@ impl State {
     /// Partitions over all topics. O(topics).
     pub fn partition_count(&self) -> usize {
         self.topics.values().map(|t| t.partitions.len()).sum()
+    }
+
+    /// Drain (`epoch` None, operator) or controlled shutdown (`epoch` of the
+    /// registration that is stopping).
+    fn drain(
+        &mut self,
+        broker_id: BrokerId,
+        epoch: Option<u64>,
+        force: bool,
+        changes: &mut Changes,
+    ) -> Result<Outcome, StateError> {
+        let broker = self.brokers.get(&broker_id).ok_or(StateError::BrokerNotFound(broker_id))?;
+        if let Some(got) = epoch {
+            if broker.epoch != got {
+                return Err(StateError::StaleBrokerEpoch { broker_id, expected: broker.epoch, got });
+            }
+            if broker.state == BrokerState::Fenced {
+                return Err(StateError::BrokerFenced(broker_id));
+            }
+        }
+        let busy = |b: &Broker| self.drained.contains(&b.id) || b.state == BrokerState::ControlledShutdown;
+        if !force && let Some(other) = self.brokers.values().find(|b| b.id != broker_id && busy(b)) {
+            return Err(StateError::DrainInProgress { broker_id, other: other.id });
+        }
+        if epoch.is_none() {
+            self.drained.insert(broker_id);
+        }
+        // Fenced stays fenced (it leads nothing); a drained broker that stops
+        // cleanly stays drained.
+        let target = match (broker.state, epoch) {
+            (BrokerState::Fenced | BrokerState::Drained, _) => broker.state,
+            (_, None) => BrokerState::Drained,
+            (_, Some(_)) => BrokerState::ControlledShutdown,
+        };
+        if broker.state != target {
+            let broker = self.brokers.get_mut(&broker_id).ok_or(StateError::BrokerNotFound(broker_id))?;
+            broker.state = target;
+            changes.brokers.push(broker.clone());
+        }
+        let State { brokers, topics, index: derived, .. } = self;
+        let DerivedIndex { topic_names, replica_of, leader_count } = derived;
+        let eligible = eligible_in(brokers);
+        let (mut moved, mut remaining) = (0, 0);
+        for &(topic_id, p) in replica_of.get(&broker_id).into_iter().flatten() {
+            let Some(found) = lookup_mut(topics, topic_names, topic_id, p) else { continue };
+            let previous_leader = found.partition.leader;
+            if elector::move_leader_away(found.partition, broker_id, &eligible) {
+                moved += 1;
+                record(changes, leader_count, found.name, p, previous_leader, found.partition);
+            } else if found.partition.leader == broker_id {
+                remaining += 1;
+            }
+        }
+        Ok(Outcome::LeadershipDrained { moved, remaining })
+    }
+
+    fn undrain(&mut self, broker_id: BrokerId, changes: &mut Changes) -> Result<Outcome, StateError> {
+        let broker = self.brokers.get_mut(&broker_id).ok_or(StateError::BrokerNotFound(broker_id))?;
+        if !self.drained.remove(&broker_id) {
+            return Err(StateError::BrokerNotDrained(broker_id));
+        }
+        if broker.state == BrokerState::Drained {
+            broker.state = BrokerState::Alive;
+            changes.brokers.push(broker.clone());
+        }
+        let State { brokers, topics, index: derived, .. } = self;
+        let DerivedIndex { topic_names, replica_of, leader_count } = derived;
+        let eligible = eligible_in(brokers);
+        let mut elected = 0;
+        for &(topic_id, p) in replica_of.get(&broker_id).into_iter().flatten() {
+            let Some(found) = lookup_mut(topics, topic_names, topic_id, p) else { continue };
+            let previous_leader = found.partition.leader;
+            if elector::elect_leaderless_from_isr(found.partition, &eligible) {
+                elected += 1;
+                record(changes, leader_count, found.name, p, previous_leader, found.partition);
+            }
+        }
+        Ok(Outcome::BrokerUndrained { elected })
     }
 
     fn set_controller_addresses(&mut self, set: &[(u64, String)], removed: &[u64]) -> Result<Outcome, StateError> {
@@ -183,13 +293,16 @@ impl State {
         {
             return Err(StateError::DuplicateBrokerRegistration { broker_id });
         }
+        // An operator's drain outlives restarts of the broker; a controlled
+        // shutdown ends with the registration that asked for it.
+        let drained = self.drained.contains(&broker_id);
         let broker = Broker {
             id: broker_id,
             incarnation_id: incarnation_id.to_owned(),
             epoch: index,
             endpoint: endpoint.to_owned(),
             rack: rack.to_owned(),
-            state: BrokerState::Alive,
+            state: if drained { BrokerState::Drained } else { BrokerState::Alive },
         };
         self.brokers.insert(broker_id, broker.clone());
         changes.brokers.push(broker);
@@ -298,6 +411,7 @@ impl State {
     fn delete_topic(&mut self, name: &str, changes: &mut Changes) -> Result<Outcome, StateError> {
         let topic = self.topics.remove(name).ok_or_else(|| StateError::TopicNotFound(name.to_owned()))?;
         self.index.remove_topic(&topic);
+        self.reassignments.retain(|(topic_id, _), _| *topic_id != topic.id);
         changes.deleted_topics.push(name.to_owned());
         Ok(Outcome::TopicDeleted)
     }
@@ -436,7 +550,9 @@ fn check_new_isr(
         return Err(format!("the new ISR {new_isr:?} leaves out the leader {}", partition.leader));
     }
     let state_of = |b: &BrokerId| brokers.get(b).map(|broker| broker.state);
-    if let Some(b) = new_isr.iter().find(|b| !partition.isr.contains(b) && state_of(b) != Some(BrokerState::Alive)) {
+    // Drained brokers replicate (they only never lead), so they may rejoin.
+    let may_join = |b: &BrokerId| matches!(state_of(b), Some(BrokerState::Alive | BrokerState::Drained));
+    if let Some(b) = new_isr.iter().find(|b| !partition.isr.contains(b) && !may_join(b)) {
         return Err(format!("broker {b} cannot join the ISR: it is not alive"));
     }
     // A fenced broker stays in an ISR only as its last member (it may hold the
@@ -476,7 +592,7 @@ fn lookup_mut<'t>(
 
 /// Records a changed partition (the record after the change) and keeps the
 /// leader counts in step.
-fn record(
+pub(crate) fn record(
     changes: &mut Changes,
     leader_count: &mut BTreeMap<BrokerId, usize>,
     topic: &Arc<str>,

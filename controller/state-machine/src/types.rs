@@ -68,8 +68,8 @@ pub struct TopicConfig {
 /// One partition's replication record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Partition {
-    /// Hosting brokers; the first is the preferred leader. Never changes in
-    /// this version (reassignment is a later command).
+    /// Hosting brokers; the first is the preferred leader. Changed only by
+    /// a reassignment (see `reassign`).
     pub replicas: Vec<BrokerId>,
     /// In-sync replicas, kept in replica order, never empty.
     pub isr: Vec<BrokerId>,
@@ -173,6 +173,17 @@ pub enum Outcome {
     TopicDeleted,
     IsrAltered(Vec<IsrOutcome>),
     LeadersElected(Vec<ElectionOutcome>),
+    /// Drain or controlled shutdown: `moved` partitions changed leader;
+    /// `remaining` are still led by the broker (no other eligible ISR member).
+    LeadershipDrained {
+        moved: usize,
+        remaining: usize,
+    },
+    BrokerUndrained {
+        /// Leaderless partitions it leads again at once.
+        elected: usize,
+    },
+    ReassignmentsAltered(Vec<crate::reassign::ReassignmentOutcome>),
 }
 
 /// What one applied entry changed, with the records AFTER the change, so

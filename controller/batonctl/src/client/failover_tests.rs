@@ -90,6 +90,30 @@ impl Controller for FakeController {
     ) -> Result<Response<DescribeQuorumResponse>, Status> {
         unimplemented()
     }
+    async fn drain_broker(
+        &self,
+        _: Request<baton_proto::v1::DrainBrokerRequest>,
+    ) -> Result<Response<baton_proto::v1::DrainBrokerResponse>, Status> {
+        unimplemented()
+    }
+    async fn undrain_broker(
+        &self,
+        _: Request<baton_proto::v1::UndrainBrokerRequest>,
+    ) -> Result<Response<baton_proto::v1::UndrainBrokerResponse>, Status> {
+        unimplemented()
+    }
+    async fn alter_partition_reassignments(
+        &self,
+        _: Request<baton_proto::v1::AlterPartitionReassignmentsRequest>,
+    ) -> Result<Response<baton_proto::v1::AlterPartitionReassignmentsResponse>, Status> {
+        unimplemented()
+    }
+    async fn list_partition_reassignments(
+        &self,
+        _: Request<baton_proto::v1::ListPartitionReassignmentsRequest>,
+    ) -> Result<Response<baton_proto::v1::ListPartitionReassignmentsResponse>, Status> {
+        unimplemented()
+    }
     async fn add_controller(
         &self,
         _: Request<baton_proto::v1::AddControllerRequest>,

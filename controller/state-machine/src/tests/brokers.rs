@@ -1,7 +1,7 @@
 //! RegisterBroker and FenceBroker.
 
 use super::*;
-use crate::{BrokerState, NO_LEADER, Outcome};
+use crate::{BrokerState, ElectionType, NO_LEADER, Outcome};
 
 /// Rule: a broker's epoch is the log index of its registration, and the
 /// registration is reported in Changes.
@@ -186,4 +186,68 @@ fn registration_does_not_steal_existing_leadership() {
     let applied = h.apply(register(1, "again", ""));
     assert!(applied.changes.partitions.is_empty());
     assert_eq!(h.partition("t", 0).leader, 2);
+}
+
+/// Rule: a drain moves every partition the broker leads to the first
+/// eligible ISR member (epochs rise), keeps it in the ISRs, and keeps the
+/// leadership where no other eligible ISR member exists.
+#[test]
+fn drain_moves_leadership_and_keeps_isr() {
+    let mut h = cluster(3);
+    h.create_with_replicas("t", vec![vec![1, 2, 3], vec![1, 3], vec![1], vec![2, 1]], false);
+    let applied = h.apply(Command::DrainBroker { broker_id: 1, force: false });
+    assert_eq!(applied.outcome, Ok(Outcome::LeadershipDrained { moved: 2, remaining: 1 }));
+    let leaders: Vec<_> = (0..4).map(|p| (h.partition("t", p).leader, h.partition("t", p).leader_epoch)).collect();
+    assert_eq!(leaders, vec![(2, 1), (3, 1), (1, 0), (2, 0)]);
+    assert_eq!(h.partition("t", 0).isr, vec![1, 2, 3], "a drained broker stays in sync");
+    assert_eq!(h.state.broker(1).map(|b| b.state), Some(BrokerState::Drained));
+    // A drained broker is never elected, also by a preferred election.
+    let applied = h.apply(Command::ElectLeaders { election: ElectionType::Preferred, partitions: None });
+    assert!(applied.changes.partitions.is_empty(), "{:?}", applied.changes);
+}
+
+/// Rule: an operator drain survives the broker's fence and re-registration;
+/// undrain makes it eligible again and gives it its leaderless partitions.
+#[test]
+fn drain_survives_restart_until_undrained() {
+    let mut h = cluster(2);
+    h.create_with_replicas("t", vec![vec![1]], false);
+    h.apply(Command::DrainBroker { broker_id: 1, force: false });
+    h.fence(1);
+    assert_eq!(h.partition("t", 0).leader, NO_LEADER);
+    h.apply(register(1, "inc-1b", ""));
+    assert_eq!(h.state.broker(1).map(|b| b.state), Some(BrokerState::Drained));
+    assert_eq!(h.partition("t", 0).leader, NO_LEADER, "a drained broker does not lead after a restart");
+    let applied = h.apply(Command::UndrainBroker { broker_id: 1 });
+    assert_eq!(applied.outcome, Ok(Outcome::BrokerUndrained { elected: 1 }));
+    assert_eq!(h.partition("t", 0).leader, 1);
+    h.refused(Command::UndrainBroker { broker_id: 1 }, StateError::BrokerNotDrained(1));
+    h.refused(Command::UndrainBroker { broker_id: 9 }, StateError::BrokerNotFound(9));
+}
+
+/// Rule: one broker drained or shutting down at a time unless forced; a
+/// controlled shutdown needs the current epoch and ends with that
+/// registration (the broker comes back Alive).
+#[test]
+fn one_drain_at_a_time_and_controlled_shutdown_is_per_registration() {
+    let mut h = cluster(3);
+    h.create_with_replicas("t", vec![vec![2, 3]], false);
+    h.apply(Command::DrainBroker { broker_id: 1, force: false });
+    h.refused(
+        Command::DrainBroker { broker_id: 2, force: false },
+        StateError::DrainInProgress { broker_id: 2, other: 1 },
+    );
+    let epoch = h.state.broker(2).map(|b| b.epoch).expect("registered");
+    h.refused(
+        Command::ControlledShutdown { broker_id: 2, broker_epoch: epoch + 100 },
+        StateError::StaleBrokerEpoch { broker_id: 2, expected: epoch, got: epoch + 100 },
+    );
+    let applied = h.apply(Command::ControlledShutdown { broker_id: 2, broker_epoch: epoch });
+    assert_eq!(applied.outcome, Ok(Outcome::LeadershipDrained { moved: 1, remaining: 0 }));
+    assert_eq!(h.partition("t", 0).leader, 3);
+    assert_eq!(h.state.broker(2).map(|b| b.state), Some(BrokerState::ControlledShutdown));
+    h.fence(2);
+    h.apply(register(2, "inc-2b", ""));
+    assert_eq!(h.state.broker(2).map(|b| b.state), Some(BrokerState::Alive));
+    assert!(h.apply(Command::DrainBroker { broker_id: 3, force: true }).outcome.is_ok());
 }

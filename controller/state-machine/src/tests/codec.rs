@@ -16,6 +16,10 @@ fn sample_state() -> State {
     h.apply(create("u", 2, 3, true));
     h.fence(2);
     h.apply(Command::ControllerAddresses { set: vec![(4, "10.0.0.4:7100".into())], removed: vec![] });
+    h.apply(Command::DrainBroker { broker_id: 3, force: false });
+    h.apply(Command::AlterReassignments {
+        changes: vec![crate::ReassignmentChange { topic: "t".into(), partition: 0, target: Some(vec![3, 1]) }],
+    });
     h.state
 }
 
@@ -131,6 +135,8 @@ fn version_1_snapshots_still_decode() {
     let mut bytes = framed(&postcard::to_allocvec(&body).expect("encodes"));
     bytes[4..8].copy_from_slice(&1u32.to_le_bytes());
     state.controllers.clear();
+    state.drained.clear();
+    state.reassignments.clear();
     assert_eq!(State::decode_snapshot(&bytes), Ok(state));
 }
 
@@ -165,6 +171,15 @@ fn every_command() -> Vec<Command> {
         Command::ElectLeaders { election: ElectionType::Preferred, partitions: None },
         Command::ElectLeaders { election: ElectionType::Unclean, partitions: Some(vec![("t".into(), 0)]) },
         Command::ControllerAddresses { set: vec![(4, "h:7100".into())], removed: vec![2] },
+        Command::DrainBroker { broker_id: 3, force: true },
+        Command::UndrainBroker { broker_id: 3 },
+        Command::ControlledShutdown { broker_id: 2, broker_epoch: 9 },
+        Command::AlterReassignments {
+            changes: vec![
+                crate::ReassignmentChange { topic: "t".into(), partition: 1, target: Some(vec![3, 1]) },
+                crate::ReassignmentChange { topic: "t".into(), partition: 2, target: None },
+            ],
+        },
     ]
 }
 

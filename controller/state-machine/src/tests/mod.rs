@@ -6,6 +6,7 @@ mod codec;
 mod elections;
 mod isr;
 mod property;
+mod reassign;
 mod scale;
 mod topics;
 

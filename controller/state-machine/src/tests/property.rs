@@ -43,8 +43,36 @@ const TOPICS: [&str; 4] = ["t0", "t1", "t2", "bad name"];
 /// sequence goes deep instead of bouncing off validation.
 fn random_command(rng: &mut Rng, state: &State) -> Command {
     let broker_ids: Vec<BrokerId> = (-1..7).collect();
-    match rng.below(20) {
+    match rng.below(25) {
         0 => Command::Noop,
+        23 | 24 => {
+            let target = rng.chance(80).then(|| {
+                let mut t: Vec<BrokerId> = Vec::new();
+                for _ in 0..1 + rng.below(3) {
+                    let b = *rng.pick(&broker_ids);
+                    if !t.contains(&b) || rng.chance(5) {
+                        t.push(b);
+                    }
+                }
+                t
+            });
+            let change = crate::ReassignmentChange {
+                topic: (*rng.pick(&TOPICS)).to_owned(),
+                partition: rng.below(4) as i32,
+                target,
+            };
+            Command::AlterReassignments { changes: vec![change] }
+        }
+        20 => Command::DrainBroker { broker_id: *rng.pick(&broker_ids), force: rng.chance(50) },
+        21 => Command::UndrainBroker { broker_id: *rng.pick(&broker_ids) },
+        22 => {
+            let broker_id = *rng.pick(&broker_ids);
+            let current = state.broker(broker_id).map(|b| b.epoch).unwrap_or_default();
+            Command::ControlledShutdown {
+                broker_id,
+                broker_epoch: if rng.chance(85) { current } else { rng.below(50) },
+            }
+        }
         1..=4 => Command::RegisterBroker {
             broker_id: if rng.chance(95) { rng.below(6) as BrokerId } else { *rng.pick(&broker_ids) },
             incarnation_id: (*rng.pick(&["i0", "i1"])).to_owned(),
@@ -205,6 +233,8 @@ fn random_command_sequences_keep_every_property() {
                 (Ok(Outcome::TopicCreated { .. }), _) => "created",
                 (Ok(Outcome::LeadersElected(o)), _) if o.iter().any(|e| e.result.is_ok()) => "elected",
                 (Ok(Outcome::IsrAltered(o)), _) if o.iter().any(|e| e.result.is_ok()) => "isr altered",
+                (Ok(Outcome::LeadershipDrained { moved, .. }), _) if *moved > 0 => "drained",
+                (Ok(Outcome::ReassignmentsAltered(o)), _) if o.iter().any(|r| r.result.is_ok()) => "reassigned",
                 _ => "other",
             };
             *counts.entry(kind).or_default() += 1;
@@ -213,8 +243,15 @@ fn random_command_sequences_keep_every_property() {
         assert_eq!(State::decode_snapshot(&state.encode_snapshot()).as_ref(), Ok(&state));
     }
     // The generator must reach deep states, not only bounce off validation.
-    for (kind, at_least) in [("fenced", 500), ("created", 500), ("elected", 40), ("isr altered", 500), ("refused", 500)]
-    {
+    for (kind, at_least) in [
+        ("fenced", 500),
+        ("created", 500),
+        ("elected", 40),
+        ("isr altered", 500),
+        ("refused", 500),
+        ("drained", 20),
+        ("reassigned", 50),
+    ] {
         assert!(counts.get(kind).copied().unwrap_or(0) >= at_least, "too few {kind}: {counts:?}");
     }
 }

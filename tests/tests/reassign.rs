@@ -1,0 +1,79 @@
+//! Partition reassignment with real processes: the leader's replica is moved
+//! to a broker that held none, the new replica catches up, the old one is
+//! dropped, leadership moves at a higher epoch and every agent enforces it;
+//! a reassignment that cannot complete (its new broker is down) is listed
+//! with its progress and cancelled back to the original replicas.
+
+use baton_tests::{Cluster, ClusterOptions, LONG, agents_agree, create_topic};
+use serde_json::Value;
+
+fn ints(v: &Value) -> Vec<i64> {
+    v.as_array().map(|a| a.iter().filter_map(Value::as_i64).collect()).unwrap_or_default()
+}
+
+fn partition(cluster: &Cluster, topic: &str, p: usize) -> Value {
+    cluster.describe(topic).expect("describe")["partitions"][p].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reassignment_moves_the_leaders_replica_and_cancel_restores() {
+    let mut cluster = Cluster::start(ClusterOptions { agents: 4, ..ClusterOptions::default() }).await;
+    create_topic(&cluster, "m", 2, 3);
+    agents_agree(&cluster, "m", &[0, 1, 2, 3]).await;
+
+    // Replace the leader's replica of partition 0 with the broker outside it.
+    let before = partition(&cluster, "m", 0);
+    let replicas = ints(&before["replicas"]);
+    let leader = before["leader"].as_i64().expect("leader");
+    let outsider = (1..=4).find(|b| !replicas.contains(b)).expect("a broker without a replica");
+    let target: Vec<i64> = replicas.iter().map(|b| if *b == leader { outsider } else { *b }).collect();
+    let target_arg = target.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let done = cluster
+        .batonctl_json(&["reassign", "start", "m", "0", "--replicas", &target_arg, "--wait"])
+        .expect("reassign start --wait");
+    assert_eq!(done["state"], "COMPLETED", "{done}");
+    let after = partition(&cluster, "m", 0);
+    assert_eq!(ints(&after["replicas"]), target, "{after}");
+    assert_eq!(ints(&after["isr"]), target, "{after}");
+    assert_ne!(after["leader"].as_i64(), Some(leader), "the dropped replica still leads: {after}");
+    assert!(after["leader_epoch"].as_i64() > before["leader_epoch"].as_i64(), "{after}");
+    let listed = cluster.batonctl_json(&["reassign", "list"]).expect("list");
+    assert_eq!(listed, serde_json::json!([]));
+    agents_agree(&cluster, "m", &[0, 1, 2, 3]).await;
+
+    // A reassignment onto a broker that is down cannot complete: it is listed
+    // with the replica still to add, and cancelled back.
+    let before = partition(&cluster, "m", 1);
+    let original = ints(&before["replicas"]);
+    let down = (1..=4).find(|b| !original.contains(b)).expect("a broker without a replica");
+    cluster.kill_agent(down as usize - 1);
+    cluster
+        .wait_until("the killed broker is fenced", LONG, || {
+            let brokers = cluster.brokers().ok()?;
+            brokers.as_array()?.iter().any(|b| b["id"] == down && b["state"] == "FENCED").then_some(())
+        })
+        .await;
+    let target = format!("{down},{}", original[0]);
+    let started = cluster.batonctl_json(&["reassign", "start", "m", "1", "--replicas", &target]).expect("start");
+    assert_eq!(started["state"], "STARTED", "{started}");
+    let listed = cluster.batonctl_json(&["reassign", "list"]).expect("list");
+    assert_eq!(ints(&listed[0]["adding"]), vec![down], "{listed}");
+    let removing: Vec<i64> = original[1..].to_vec();
+    assert_eq!(ints(&listed[0]["removing"]), removing, "{listed}");
+    let cancelled = cluster.batonctl_json(&["reassign", "cancel", "m", "1"]).expect("cancel");
+    assert_eq!(cancelled["state"], "CANCELLED");
+    assert_eq!(ints(&partition(&cluster, "m", 1)["replicas"]), original);
+
+    // Refusals are typed and change nothing.
+    for (args, code) in [
+        (vec!["reassign", "cancel", "m", "1"], "INVALID_REQUEST"),
+        (vec!["reassign", "start", "m", "1", "--replicas", "1,1"], "INVALID_REQUEST"),
+        (vec!["reassign", "start", "m", "1", "--replicas", "9"], "BROKER_NOT_FOUND"),
+        (vec!["reassign", "start", "nope", "0", "--replicas", "1"], "TOPIC_NOT_FOUND"),
+    ] {
+        let out = cluster.batonctl(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(code), "{args:?}: want {code}, got {stderr}");
+    }
+    assert_eq!(ints(&partition(&cluster, "m", 1)["replicas"]), original);
+}
