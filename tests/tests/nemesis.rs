@@ -19,7 +19,12 @@ use baton_tests::nemesis::workload::MetadataWorkload;
 const FAULTS: usize = 4;
 
 async fn seed(seed: u64) {
-    let outcome = run(&RunConfig::new(seed, FAULTS)).await.unwrap_or_else(|e| panic!("seed {seed}: {e:#}"));
+    run_seed(RunConfig::new(seed, FAULTS)).await;
+}
+
+async fn run_seed(config: RunConfig) {
+    let seed = config.seed;
+    let outcome = run(&config).await.unwrap_or_else(|e| panic!("seed {seed}: {e:#}"));
     eprintln!(
         "seed {seed}: {:.1?}, {} writes accepted (recorded), {} refusals (sampled), {} leaders observed, {:?}",
         outcome.elapsed, outcome.writes_accepted, outcome.writes_refused, outcome.observed, outcome.metadata
@@ -31,6 +36,11 @@ async fn seed(seed: u64) {
     assert!(outcome.writes_accepted > 1000, "seed {seed}: the brokers hardly wrote ({})", outcome.writes_accepted);
     assert_eq!(outcome.bad_lines, 0, "seed {seed}: torn history lines");
     assert!(outcome.report.is_ok(), "seed {seed}: the checker found violations:\n{}", outcome.report);
+    if config.membership {
+        let m = outcome.membership.expect("membership stats");
+        eprintln!("seed {seed}: membership {m:?}");
+        assert!(m.added >= 1 && m.removed >= 1, "seed {seed}: no membership change went through: {m:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,6 +56,15 @@ async fn nemesis_seed_2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nemesis_seed_3() {
     seed(3).await;
+}
+
+/// Seed 12 over the extended fault kinds (a long pause, an agent link and a
+/// controller link delayed, the active controller killed) while a 4th
+/// controller is added to and removed from the quorum in rounds
+/// (`nemesis::membership`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nemesis_membership_and_delays_seed_12() {
+    run_seed(RunConfig { membership: true, extended: true, ..RunConfig::new(12, FAULTS) }).await;
 }
 
 /// The checker's own test: a broker that ignores its lease (accepts

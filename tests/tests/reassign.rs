@@ -77,3 +77,49 @@ async fn reassignment_moves_the_leaders_replica_and_cancel_restores() {
     }
     assert_eq!(ints(&partition(&cluster, "m", 1)["replicas"]), original);
 }
+
+fn replica_counts(cluster: &Cluster, topic: &str) -> std::collections::BTreeMap<i64, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    let d = cluster.describe(topic).expect("describe");
+    for p in d["partitions"].as_array().expect("partitions") {
+        for r in ints(&p["replicas"]) {
+            *counts.entry(r).or_insert(0) += 1;
+        }
+        assert_eq!(ints(&p["isr"]).len(), ints(&p["replicas"]).len(), "not every replica in sync: {p}");
+    }
+    counts
+}
+
+/// Scaling brokers out and in, one command each: a 4th broker joins and
+/// `rebalance` spreads replicas onto it (counts within one); then
+/// `broker decommission 2` moves every replica off broker 2, and leadership
+/// is enforced by the remaining agents throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_scale_out_with_rebalance_and_in_with_decommission() {
+    let mut cluster = Cluster::start(ClusterOptions::default()).await;
+    create_topic(&cluster, "s", 6, 2);
+    let new = cluster.add_agent(4);
+    cluster
+        .wait_until("broker 4 alive", LONG, || {
+            let brokers = cluster.brokers().ok()?;
+            brokers.as_array()?.iter().any(|b| b["id"] == 4 && b["state"] == "ALIVE").then_some(())
+        })
+        .await;
+    assert_eq!(replica_counts(&cluster, "s").get(&4), None);
+
+    let out = cluster.batonctl_json(&["rebalance", "--max-in-flight", "2"]).expect("rebalance");
+    assert!(out["moved"].as_u64() >= Some(2), "{out}");
+    let counts = replica_counts(&cluster, "s");
+    let (min, max) = (counts.values().min().copied(), counts.values().max().copied());
+    assert_eq!((min, max), (Some(3), Some(3)), "12 replicas over 4 brokers: {counts:?}");
+    agents_agree(&cluster, "s", &[0, 1, 2, new]).await;
+
+    let out = cluster.batonctl_json(&["broker", "decommission", "2"]).expect("decommission");
+    assert_eq!(out["stuck"], serde_json::json!([]), "{out}");
+    let counts = replica_counts(&cluster, "s");
+    assert_eq!(counts.get(&2), None, "broker 2 still holds replicas: {counts:?}");
+    assert_eq!(counts.values().sum::<usize>(), 12);
+    agents_agree(&cluster, "s", &[0, 1, 2, new]).await;
+    let d = cluster.describe("s").expect("describe");
+    assert!(d["partitions"].as_array().expect("partitions").iter().all(|p| p["leader"] != 2), "{d}");
+}

@@ -72,6 +72,19 @@ pub enum Command {
     /// Move a partition's replicas to other brokers (add, catch up, drop).
     #[command(subcommand)]
     Reassign(ReassignCommand),
+    /// Spread replicas evenly over the alive brokers (e.g. onto newly added
+    /// ones), by count and rack, throttled, then move leadership to the
+    /// preferred replicas.
+    Rebalance {
+        /// At most this many replica moves.
+        #[arg(long, default_value_t = 1000)]
+        max_moves: usize,
+        /// Reassignments in flight at once.
+        #[arg(long, default_value_t = 10)]
+        max_in_flight: usize,
+        #[arg(long, default_value_t = 3600)]
+        wait_timeout_secs: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,6 +199,18 @@ pub enum BrokerCommand {
     /// Let a drained broker lead again (leaderless partitions at once; the
     /// rest through `leader elect --type preferred`).
     Undrain { broker_id: i32 },
+    /// Take a broker out for good: drain it, then move every replica it
+    /// holds to other alive brokers (rack-aware, fewest replicas first),
+    /// throttled, with progress. Run again to resume. Stop the broker after.
+    Decommission {
+        broker_id: i32,
+        /// Reassignments in flight at once.
+        #[arg(long, default_value_t = 10)]
+        max_in_flight: usize,
+        /// Give up waiting after this many seconds (moves in flight go on).
+        #[arg(long, default_value_t = 3600)]
+        wait_timeout_secs: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

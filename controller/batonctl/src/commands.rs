@@ -63,6 +63,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::Reassign(cmd) => crate::reassign::run(&controllers, format, cmd).await,
+        Command::Rebalance { max_moves, max_in_flight, wait_timeout_secs } => {
+            let timeout = Duration::from_secs(wait_timeout_secs);
+            crate::reassign::rebalance(&controllers, format, max_moves, max_in_flight, timeout).await
+        }
+        Command::Broker(BrokerCommand::Decommission { broker_id, max_in_flight, wait_timeout_secs }) => {
+            let timeout = Duration::from_secs(wait_timeout_secs);
+            crate::reassign::decommission(&controllers, format, broker_id, max_in_flight, timeout).await
+        }
         Command::Quorum(QuorumCommand::Status) => quorum_status(&controllers, format).await,
         Command::Quorum(QuorumCommand::Add { id, address, learner_only, catch_up_timeout_ms }) => {
             // The call waits for the catch-up: give it that long and more.

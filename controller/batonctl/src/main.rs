@@ -8,6 +8,7 @@ mod cli;
 mod client;
 mod commands;
 mod output;
+mod plan;
 mod reassign;
 
 use std::process::ExitCode;

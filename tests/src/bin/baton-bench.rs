@@ -13,7 +13,17 @@
 //!   (blackholed, sockets left open); its own Check must refuse once its lease
 //!   lapsed, and after the heal it must register again.
 //! - `commit`: client-visible propose-to-applied latency of small writes.
+//! - `query`: GetPartitionLeader (LOCAL and LINEARIZABLE) throughput and
+//!   latency with k concurrent clients.
 //! - `check`: ns per `Agent::check_produce`.
+//! - `compare`: the scenarios above side by side for Baton, etcd and
+//!   ZooKeeper, with ratios (and `--png` latency charts).
+//!
+//! `--system etcd|zookeeper` runs failover-crash, failover-hang (sigstop),
+//! commit and query against a baseline instead of Baton: see
+//! `bench/baseline.rs`. That needs the `baselines` feature
+//! (`cargo build --release -p baton-tests --features baselines`) and the
+//! servers from `scripts/install-baselines.sh`.
 //!
 //! Every process started is killed when the bench exits, also on panic,
 //! Ctrl-C or SIGTERM (Drop guards); all traffic stays on 127.0.0.1.
@@ -41,6 +51,12 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use tonic::transport::Channel;
 
+#[cfg(feature = "baselines")]
+#[path = "../bench/baseline.rs"]
+mod baseline;
+#[cfg(feature = "baselines")]
+#[path = "../bench/chart.rs"]
+mod chart;
 #[path = "../bench/cut.rs"]
 mod cut;
 
@@ -74,8 +90,56 @@ struct Cli {
     /// e.g. BATON_LIVENESS__SESSION_TIMEOUT_MS=5000.
     #[arg(long = "controller-env", global = true, value_parser = parse_env)]
     controller_env: Vec<(String, String)>,
+    /// The system measured by failover-crash, failover-hang (sigstop), commit
+    /// and query: Baton, or a baseline (needs the `baselines` feature and
+    /// scripts/install-baselines.sh).
+    #[arg(long, global = true, value_enum, default_value_t = System::Baton)]
+    system: System,
+    /// Also draw the latency distributions (CDFs, log time axis) as a PNG.
+    /// With `compare` and several scenarios, one file per scenario:
+    /// PATH with the scenario's name before the extension.
+    #[arg(long, global = true)]
+    png: Option<PathBuf>,
+    /// etcd binary (baselines).
+    #[arg(long, global = true, default_value = "etcd")]
+    etcd_bin: String,
+    /// Lease TTL the etcd brokers ask for, in seconds; etcd raises it to its
+    /// minimum, ceil(1.5 × election timeout) = 2 s with the default settings.
+    #[arg(long, global = true, default_value_t = 1)]
+    etcd_ttl_secs: i64,
+    /// ZooKeeper tickTime, ms; the shortest session timeout is 2 × tickTime.
+    #[arg(long, global = true, default_value_t = 2000)]
+    zk_tick_ms: u64,
+    /// ZooKeeper servers: 3 (an ensemble) or 1 (standalone).
+    #[arg(long, global = true, default_value_t = 3)]
+    zk_nodes: usize,
     #[command(subcommand)]
     command: Cmd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+enum System {
+    Baton,
+    Etcd,
+    Zookeeper,
+}
+
+impl System {
+    fn name(self) -> &'static str {
+        match self {
+            System::Baton => "baton",
+            System::Etcd => "etcd",
+            System::Zookeeper => "zookeeper",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    FailoverCrash,
+    FailoverHang,
+    Query,
+    Commit,
 }
 
 #[derive(Subcommand, Debug)]
@@ -136,6 +200,53 @@ enum Cmd {
         #[arg(long)]
         samples: bool,
     },
+    /// GetPartitionLeader throughput and latency: k concurrent clients (one
+    /// connection each, to the controller leader) each asking back to back
+    /// for a random partition's leader, LOCAL then LINEARIZABLE, for SECS
+    /// seconds per level. With --system etcd: Get of the partition's key,
+    /// serializable then linearizable; with --system zookeeper: getData of
+    /// the partition's znode, then sync + getData.
+    Query {
+        /// Client counts, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        clients: Vec<u32>,
+        /// Seconds per (consistency, client count).
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+        /// Partitions (keys) the reads spread over.
+        #[arg(long, default_value_t = 1000)]
+        partitions: u32,
+    },
+    /// The scenarios side by side for several systems, in one run on this
+    /// machine: one table per scenario with each system's figures and its
+    /// ratio to Baton's.
+    Compare {
+        #[arg(long, value_delimiter = ',', default_value = "baton,etcd,zookeeper")]
+        systems: Vec<System>,
+        #[arg(long, value_delimiter = ',', default_value = "failover-crash,failover-hang,query,commit")]
+        scenarios: Vec<Scenario>,
+        /// N for the failover scenarios (broker 1 leads N of 3N).
+        #[arg(long, default_value_t = 1000)]
+        partitions: u32,
+        /// Runs of failover-crash per system.
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+        /// Runs of failover-hang (sigstop) per system.
+        #[arg(long, default_value_t = 3)]
+        hang_runs: u32,
+        /// query: client counts.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        clients: Vec<u32>,
+        /// query: seconds per level.
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+        /// commit: writes per concurrency level.
+        #[arg(long, default_value_t = 500)]
+        count: u32,
+        /// commit: concurrency levels.
+        #[arg(long, value_delimiter = ',', default_value = "1,16")]
+        concurrency: Vec<u32>,
+    },
     /// ns per check_produce on 1 and 2 threads: an in-process agent (no
     /// session) fed 1600 partitions through baton_agent::testing, half led.
     Check {
@@ -166,6 +277,8 @@ struct Options {
     data_root: Option<PathBuf>,
     keep_logs: bool,
     controller_env: Vec<(String, String)>,
+    #[cfg(feature = "baselines")]
+    base: baseline::BaselineOptions,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -179,10 +292,27 @@ fn main() -> anyhow::Result<()> {
         data_root: cli.data_root.clone(),
         keep_logs: cli.keep_logs,
         controller_env: cli.controller_env.clone(),
+        #[cfg(feature = "baselines")]
+        base: baseline::BaselineOptions {
+            etcd_bin: cli.etcd_bin.clone(),
+            etcd_ttl_secs: cli.etcd_ttl_secs,
+            zk_tick_ms: cli.zk_tick_ms,
+            zk_nodes: cli.zk_nodes,
+        },
     };
+    #[cfg(not(feature = "baselines"))]
+    let _ = (&cli.etcd_bin, cli.etcd_ttl_secs, cli.zk_tick_ms, cli.zk_nodes);
     if let Cmd::Check { calls } = cli.command {
+        ensure!(cli.system == System::Baton, "check measures Baton's agent only");
         let result = check_bench(calls);
         return write_json(cli.json.as_deref(), &result);
+    }
+    let mut systems = vec![cli.system];
+    if let Cmd::Compare { systems: s, .. } = &cli.command {
+        systems.clone_from(s);
+    }
+    if cli.png.is_some() || systems.iter().any(|s| *s != System::Baton) {
+        require_baselines(&options, &systems)?;
     }
     for bin in ["baton-controller", "baton-agent"] {
         ensure!(
@@ -194,27 +324,46 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async {
         let work = async {
-            match cli.command {
+            let system = cli.system;
+            let (value, rows) = match cli.command {
                 Cmd::FailoverCrash { partitions, runs, timeout_secs } => {
-                    failover(&options, Fault::Crash, partitions, runs, Duration::from_secs(timeout_secs), 0).await
+                    let timeout = Duration::from_secs(timeout_secs);
+                    if system == System::Baton {
+                        failover(&options, Fault::Crash, partitions, runs, timeout, 0).await?
+                    } else {
+                        baseline_failover(&options, system, Fault::Crash, partitions, runs, timeout).await?
+                    }
                 }
                 Cmd::FailoverHang { partitions, mode, runs, lease_ms, session_timeout_ms, timeout_secs } => {
-                    failover(
-                        &options,
-                        match mode {
-                            HangMode::Sigstop => Fault::Sigstop,
-                            HangMode::Cut => Fault::Cut,
-                        },
-                        partitions,
-                        runs,
-                        Duration::from_millis(session_timeout_ms) + Duration::from_secs(timeout_secs),
-                        lease_ms,
-                    )
-                    .await
+                    let fault = match mode {
+                        HangMode::Sigstop => Fault::Sigstop,
+                        HangMode::Cut => Fault::Cut,
+                    };
+                    let timeout = Duration::from_millis(session_timeout_ms) + Duration::from_secs(timeout_secs);
+                    if system == System::Baton {
+                        failover(&options, fault, partitions, runs, timeout, lease_ms).await?
+                    } else {
+                        baseline_failover(&options, system, fault, partitions, runs, timeout).await?
+                    }
                 }
-                Cmd::Commit { count, concurrency, samples } => commit_bench(&options, count, &concurrency, samples).await,
+                Cmd::Commit { count, concurrency, samples } => {
+                    if system == System::Baton {
+                        commit_bench(&options, count, &concurrency, samples).await?
+                    } else {
+                        baseline_commit(&options, system, count, &concurrency).await?
+                    }
+                }
+                Cmd::Query { clients, secs, partitions } => query(&options, system, &clients, secs, partitions).await?,
+                Cmd::Compare { systems, scenarios, partitions, runs, hang_runs, clients, secs, count, concurrency } => {
+                    let plan = ComparePlan { partitions, runs, hang_runs, clients, secs, count, concurrency };
+                    return compare(&options, &systems, &scenarios, &plan, cli.png.as_deref()).await;
+                }
                 Cmd::Check { .. } => unreachable!("handled above"),
+            };
+            if let Some(png) = &cli.png {
+                draw_png(png, &rows)?;
             }
+            anyhow::Ok(value)
         };
         // Dropping `work` on a signal drops the cluster, whose guards kill every process.
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -242,7 +391,9 @@ fn write_json(path: Option<&Path>, value: &Value) -> anyhow::Result<()> {
 fn machine_info() -> Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_default();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
@@ -375,7 +526,8 @@ impl Cluster {
         };
         let controller_addrs: Vec<String> =
             (0..3).map(|_| free_port().map(|p| format!("127.0.0.1:{p}"))).collect::<anyhow::Result<_>>()?;
-        let peers = controller_addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
+        let peers =
+            controller_addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
         let mut cluster = Cluster {
             dir: Some(dir),
             keep_logs: options.keep_logs,
@@ -754,7 +906,7 @@ async fn failover(
     runs: u32,
     timeout: Duration,
     lease_ms: u64,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<(Value, Vec<Row>)> {
     ensure!(partitions >= 1 && runs >= 1, "--partitions and --runs must be >= 1");
     ensure!(runs <= 50 && partitions <= 100_000, "--runs <= 50 and --partitions <= 100000");
     let name = match fault {
@@ -764,7 +916,10 @@ async fn failover(
     };
     let mut results = Vec::new();
     for run in 1..=runs {
-        eprintln!("[{name}] run {run}/{runs}: starting a cluster, topic {TOPIC} with {} partitions, RF 3", 3 * partitions);
+        eprintln!(
+            "[{name}] run {run}/{runs}: starting a cluster, topic {TOPIC} with {} partitions, RF 3",
+            3 * partitions
+        );
         let mut cluster = Cluster::start(options, true, fault == Fault::Cut, &[2, 3]).await?;
         let result = failover_run(&mut cluster, fault, partitions, timeout, lease_ms).await;
         let odd = |r: &RunResult| {
@@ -816,8 +971,9 @@ async fn failover(
             })
         })
         .collect();
-    Ok(json!({
+    let value = json!({
         "scenario": name,
+        "system": "baton",
         "partitions_per_broker": partitions,
         "topic_partitions": 3 * partitions,
         "lease_ms": if fault.hang() { Some(lease_ms) } else { None },
@@ -825,7 +981,9 @@ async fn failover(
         "pooled_failover_ms": stats_json(stats(&pooled)),
         "violations": results.iter().map(|r| r.violations).sum::<usize>(),
         "missing": results.iter().map(|r| r.missing).sum::<usize>(),
-    }))
+    });
+    let scenario = if fault == Fault::Crash { "failover-crash" } else { name };
+    Ok((value, vec![Row::new(scenario, &format!("N={partitions}"), System::Baton, pooled, None)]))
 }
 
 async fn failover_run(
@@ -852,14 +1010,18 @@ async fn failover_run(
         .context("DescribeTopic")?
         .into_inner();
     let topic = described.topic.context("no topic in DescribeTopic")?;
-    let view: BTreeMap<i32, (i32, i32)> = topic.partitions.iter().map(|p| (p.partition, (p.leader, p.leader_epoch))).collect();
+    let view: BTreeMap<i32, (i32, i32)> =
+        topic.partitions.iter().map(|p| (p.partition, (p.leader, p.leader_epoch))).collect();
     let mut leaders_per_broker = BTreeMap::new();
     for &(l, _) in view.values() {
         *leaders_per_broker.entry(l).or_insert(0usize) += 1;
     }
     let tracked: Arc<HashSet<i32>> = Arc::new(view.iter().filter(|(_, (l, _))| *l == 1).map(|(p, _)| *p).collect());
     if tracked.len() != partitions as usize {
-        eprintln!("warning: broker 1 leads {} partitions, not {partitions} (leaders per broker: {leaders_per_broker:?})", tracked.len());
+        eprintln!(
+            "warning: broker 1 leads {} partitions, not {partitions} (leaders per broker: {leaders_per_broker:?})",
+            tracked.len()
+        );
     }
     ensure!(!tracked.is_empty(), "broker 1 leads nothing");
 
@@ -893,7 +1055,12 @@ async fn failover_run(
             .map(|p| {
                 let mut c = sidecar.clone();
                 async move {
-                    let req = CheckRequest { topic: TOPIC.into(), partition: p, kind: CheckKind::Produce as i32, leader_epoch: -1 };
+                    let req = CheckRequest {
+                        topic: TOPIC.into(),
+                        partition: p,
+                        kind: CheckKind::Produce as i32,
+                        leader_epoch: -1,
+                    };
                     c.check(req).await.map(|r| r.into_inner().allowed).unwrap_or(false)
                 }
             })
@@ -918,13 +1085,8 @@ async fn failover_run(
         .map(|a| tokio::spawn(record_agent(a.clone(), a.subscribe(), tracked.clone(), 1, fault_deadline)))
         .collect();
     let watch_client = cluster.client(leader).await?;
-    let controller = tokio::spawn(record_controller(
-        watch_client,
-        described.metadata_version,
-        tracked.clone(),
-        1,
-        fault_deadline,
-    ));
+    let controller =
+        tokio::spawn(record_controller(watch_client, described.metadata_version, tracked.clone(), 1, fault_deadline));
     // Give the watch stream time to open before the fault.
     tokio::time::sleep(Duration::from_millis(200)).await;
 
@@ -1222,11 +1384,26 @@ fn print_failover(name: &str, partitions: u32, fault: Fault, lease_ms: u64, resu
     let total = 3 * partitions;
     println!("{name}: broker 1 led N = {partitions} of {total} partitions (RF 3); times in ms after the signal or cut");
     println!("failover = max over the 2 surviving agents of (instant the agent enforces the new leader - t0)");
-    println!("detected / fenced: leader controller's log lines (session closed or timed out / fence applied), ms after t0;");
-    println!("ctrl-watch: a WatchLeadership stream on the leader delivered the move; fence-took: propose->applied (log)");
+    println!(
+        "detected / fenced: leader controller's log lines (session closed or timed out / fence applied), ms after t0;"
+    );
+    println!(
+        "ctrl-watch: a WatchLeadership stream on the leader delivered the move; fence-took: propose->applied (log)"
+    );
     println!(
         "{:>4} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8} {:>6}",
-        "run", "parts", "min", "median", "p99", "max", "detected", "fenced", "ctrl-watch", "fence-took", "missing", "viol"
+        "run",
+        "parts",
+        "min",
+        "median",
+        "p99",
+        "max",
+        "detected",
+        "fenced",
+        "ctrl-watch",
+        "fence-took",
+        "missing",
+        "viol"
     );
     let fmt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
     for (i, r) in results.iter().enumerate() {
@@ -1343,7 +1520,12 @@ fn cut_json(c: &CutResult) -> Value {
 
 // --------------------------------------------------------------------- commit
 
-async fn commit_bench(options: &Options, count: u32, levels: &[u32], samples: bool) -> anyhow::Result<Value> {
+async fn commit_bench(
+    options: &Options,
+    count: u32,
+    levels: &[u32],
+    samples: bool,
+) -> anyhow::Result<(Value, Vec<Row>)> {
     ensure!((1..=100_000).contains(&count), "--count must be 1..=100000");
     ensure!(levels.iter().all(|c| (1..=1024).contains(c)), "--concurrency levels must be 1..=1024");
     let cluster = Cluster::start(options, false, false, &[1]).await?;
@@ -1352,15 +1534,16 @@ async fn commit_bench(options: &Options, count: u32, levels: &[u32], samples: bo
     let rows = result?;
     println!();
     println!("commit: CreateTopic (1 partition, RF 1) to the controller leader; latency in ms as the client sees it");
-    println!("{:>11} {:>7} {:>8} {:>8} {:>8} {:>8} {:>10}", "concurrency", "writes", "min", "median", "p99", "max", "writes/s");
+    println!(
+        "{:>11} {:>7} {:>8} {:>8} {:>8} {:>8} {:>10}",
+        "concurrency", "writes", "min", "median", "p99", "max", "writes/s"
+    );
     for (c, s, rate, _) in &rows {
-        println!(
-            "{:>11} {:>7} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>10.0}",
-            c, s.n, s.min, s.median, s.p99, s.max, rate
-        );
+        println!("{:>11} {:>7} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>10.0}", c, s.n, s.min, s.median, s.p99, s.max, rate);
     }
-    Ok(json!({
+    let value = json!({
         "scenario": "commit",
+        "system": "baton",
         "write": "CreateTopic 1 partition RF 1",
         "levels": rows.iter().map(|(c, s, rate, raw)| {
             let mut v = json!({ "concurrency": c, "latency_ms": stats_json(Some(*s)), "writes_per_sec": rate });
@@ -1369,7 +1552,14 @@ async fn commit_bench(options: &Options, count: u32, levels: &[u32], samples: bo
             }
             v
         }).collect::<Vec<_>>(),
-    }))
+    });
+    let table = rows
+        .into_iter()
+        .map(|(c, _, rate, raw)| {
+            Row::new("commit", &format!("C={c}"), System::Baton, raw.into_iter().map(|(_, l)| l).collect(), Some(rate))
+        })
+        .collect();
+    Ok((value, table))
 }
 
 type Level = (u32, Stats, f64, Vec<(f64, f64)>);
@@ -1417,6 +1607,395 @@ async fn commit_levels(cluster: &Cluster, count: u32, levels: &[u32]) -> anyhow:
     Ok(rows)
 }
 
+// ---------------------------------------------------------------------- query
+
+/// Closed loop: one task per client, each issuing `op` back to back until
+/// `duration` has passed. Returns every latency (ms) and the wall time.
+pub async fn closed_loop<C, F, Fut>(clients: Vec<C>, duration: Duration, op: F) -> anyhow::Result<(Vec<f64>, Duration)>
+where
+    C: Send + 'static,
+    F: Fn(C, u64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = (C, anyhow::Result<()>)> + Send,
+{
+    let started = Instant::now();
+    let deadline = started + duration;
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(w, client)| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                let mut client = client;
+                let mut lat = Vec::new();
+                let mut i = w as u64 * 1_000_003;
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let (c, r) = op(client, i).await;
+                    client = c;
+                    r?;
+                    lat.push(ms(t.elapsed()));
+                    i += 1;
+                }
+                anyhow::Ok(lat)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok((all, started.elapsed()))
+}
+
+/// GetPartitionLeader throughput and latency (Baton), or its etcd equivalent.
+async fn query(
+    options: &Options,
+    system: System,
+    levels: &[u32],
+    secs: f64,
+    partitions: u32,
+) -> anyhow::Result<(Value, Vec<Row>)> {
+    ensure!(levels.iter().all(|k| (1..=1024).contains(k)), "--clients must be 1..=1024");
+    ensure!(secs > 0.0 && secs <= 600.0 && (1..=100_000).contains(&partitions), "bad --secs / --partitions");
+    let duration = Duration::from_secs_f64(secs);
+    let (value, rows) = match system {
+        System::Baton => baton_query(options, levels, duration, partitions).await?,
+        System::Etcd | System::Zookeeper => baseline_query(options, system, levels, duration, partitions).await?,
+    };
+    print_rows(&format!("query ({}): reads per second and latency in ms, {secs} s per level", system.name()), &rows);
+    Ok((value, rows))
+}
+
+async fn baton_query(
+    options: &Options,
+    levels: &[u32],
+    duration: Duration,
+    partitions: u32,
+) -> anyhow::Result<(Value, Vec<Row>)> {
+    use baton_proto::v1::{GetPartitionLeaderRequest, ReadConsistency};
+    let cluster = Cluster::start(options, false, false, &[1]).await?;
+    let leader = cluster.wait_leader(Duration::from_secs(30)).await?;
+    let mut client = cluster.client(leader).await?;
+    client
+        .create_topic(CreateTopicRequest {
+            name: TOPIC.into(),
+            partitions: partitions as i32,
+            replication_factor: 1,
+            config: None,
+        })
+        .await
+        .context("CreateTopic")?;
+    let mut rows = Vec::new();
+    for (label, consistency) in [("LOCAL", ReadConsistency::Local), ("LINEARIZABLE", ReadConsistency::Linearizable)] {
+        for &k in levels {
+            let mut clients = Vec::new();
+            for _ in 0..k {
+                clients.push(cluster.client(leader).await?);
+            }
+            let (lat, wall) = closed_loop(clients, duration, move |mut c: ControllerClient<Channel>, i| async move {
+                let req = GetPartitionLeaderRequest {
+                    topic: TOPIC.into(),
+                    partition: (i % u64::from(partitions)) as i32,
+                    consistency: consistency as i32,
+                };
+                let r = c.get_partition_leader(req).await.map_err(anyhow::Error::from).and_then(|r| {
+                    ensure!(r.into_inner().leader == 1, "unexpected leader");
+                    Ok(())
+                });
+                (c, r)
+            })
+            .await?;
+            eprintln!("[baton query] {label} k={k}: {} reads", lat.len());
+            let rate = lat.len() as f64 / wall.as_secs_f64();
+            rows.push(Row::new("query", &format!("{label} k={k}"), System::Baton, lat, Some(rate)));
+        }
+    }
+    cluster.stop().await;
+    Ok((rows_json("query", System::Baton, "3 baton-controller processes, reads to the raft leader", &rows), rows))
+}
+
+// ------------------------------------------------------------ rows, compare
+
+/// One measured distribution: a (scenario, case, system) and its samples (ms).
+struct Row {
+    scenario: String,
+    case: String,
+    system: System,
+    samples: Vec<f64>,
+    stats: Option<Stats>,
+    /// Operations per second (query, commit).
+    rate: Option<f64>,
+}
+
+impl Row {
+    fn new(scenario: &str, case: &str, system: System, samples: Vec<f64>, rate: Option<f64>) -> Row {
+        let stats = stats(&samples);
+        Row { scenario: scenario.to_owned(), case: case.to_owned(), system, samples, stats, rate }
+    }
+}
+
+fn rows_json(scenario: &str, system: System, detail: &str, rows: &[Row]) -> Value {
+    json!({
+        "scenario": scenario,
+        "system": system.name(),
+        "setup": detail,
+        "cases": rows.iter().map(|r| json!({
+            "case": r.case,
+            "latency_ms": stats_json(r.stats),
+            "per_sec": r.rate,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn print_rows(title: &str, rows: &[Row]) {
+    println!();
+    println!("{title}");
+    println!("{:<26} {:>10} {:>8} {:>9} {:>9} {:>9} {:>10}", "case", "system", "n", "p50", "p99", "max", "per sec");
+    for r in rows {
+        let s = r.stats;
+        let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
+        println!(
+            "{:<26} {:>10} {:>8} {:>9} {:>9} {:>9} {:>10}",
+            r.case,
+            r.system.name(),
+            r.samples.len(),
+            f(s.map(|s| s.median)),
+            f(s.map(|s| s.p99)),
+            f(s.map(|s| s.max)),
+            r.rate.map_or("-".to_owned(), |v| format!("{v:.0}"))
+        );
+    }
+}
+
+/// `x / baton` as "12.3x" (or "-").
+fn ratio(x: Option<f64>, baton: Option<f64>) -> String {
+    match (x, baton) {
+        (Some(x), Some(b)) if b > 0.0 => {
+            let r = x / b;
+            if r >= 10.0 { format!("{r:.0}x") } else { format!("{r:.2}x") }
+        }
+        _ => "-".to_owned(),
+    }
+}
+
+/// The side-by-side table: every row with its ratio to Baton's row of the
+/// same scenario and case (p50, p99, and throughput where there is one).
+fn print_comparison(rows: &[Row]) {
+    let mut scenarios: Vec<&str> = Vec::new();
+    for r in rows {
+        if !scenarios.contains(&r.scenario.as_str()) {
+            scenarios.push(&r.scenario);
+        }
+    }
+    for scenario in scenarios {
+        println!();
+        println!("== {scenario}: latency in ms (failover: after the fault), ratio = system / baton ==");
+        println!(
+            "{:<26} {:>10} {:>8} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9}",
+            "case", "system", "n", "p50", "p99", "max", "per sec", "p50 x", "p99 x", "rate x"
+        );
+        let mine: Vec<&Row> = rows.iter().filter(|r| r.scenario == scenario).collect();
+        for r in &mine {
+            let baton = mine.iter().find(|b| b.system == System::Baton && b.case == r.case);
+            let s = r.stats;
+            let b = baton.and_then(|b| b.stats);
+            let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
+            println!(
+                "{:<26} {:>10} {:>8} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9}",
+                r.case,
+                r.system.name(),
+                r.samples.len(),
+                f(s.map(|s| s.median)),
+                f(s.map(|s| s.p99)),
+                f(s.map(|s| s.max)),
+                r.rate.map_or("-".to_owned(), |v| format!("{v:.0}")),
+                ratio(s.map(|s| s.median), b.map(|s| s.median)),
+                ratio(s.map(|s| s.p99), b.map(|s| s.p99)),
+                ratio(r.rate, baton.and_then(|b| b.rate)),
+            );
+        }
+    }
+}
+
+struct ComparePlan {
+    partitions: u32,
+    runs: u32,
+    hang_runs: u32,
+    clients: Vec<u32>,
+    secs: f64,
+    count: u32,
+    concurrency: Vec<u32>,
+}
+
+async fn compare(
+    options: &Options,
+    systems: &[System],
+    scenarios: &[Scenario],
+    plan: &ComparePlan,
+    png: Option<&Path>,
+) -> anyhow::Result<Value> {
+    let mut values = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
+    for &scenario in scenarios {
+        for &system in systems {
+            let timeout = Duration::from_secs(60);
+            let (value, r) = match scenario {
+                Scenario::FailoverCrash if system == System::Baton => {
+                    failover(options, Fault::Crash, plan.partitions, plan.runs, timeout, 0).await?
+                }
+                Scenario::FailoverCrash => {
+                    baseline_failover(options, system, Fault::Crash, plan.partitions, plan.runs, timeout).await?
+                }
+                Scenario::FailoverHang if system == System::Baton => {
+                    failover(options, Fault::Sigstop, plan.partitions, plan.hang_runs, timeout, 1500).await?
+                }
+                Scenario::FailoverHang => {
+                    baseline_failover(options, system, Fault::Sigstop, plan.partitions, plan.hang_runs, timeout).await?
+                }
+                Scenario::Query => query(options, system, &plan.clients, plan.secs, plan.partitions).await?,
+                Scenario::Commit if system == System::Baton => {
+                    commit_bench(options, plan.count, &plan.concurrency, false).await?
+                }
+                Scenario::Commit => baseline_commit(options, system, plan.count, &plan.concurrency).await?,
+            };
+            values.push(value);
+            rows.extend(r);
+        }
+    }
+    print_comparison(&rows);
+    if let Some(png) = png {
+        let mut names: Vec<String> = Vec::new();
+        for r in &rows {
+            if !names.contains(&r.scenario) {
+                names.push(r.scenario.clone());
+            }
+        }
+        for name in &names {
+            let path = if names.len() == 1 {
+                png.to_path_buf()
+            } else {
+                let stem = png.file_stem().and_then(|s| s.to_str()).unwrap_or("bench");
+                let file = format!("{stem}-{}.png", name.replace(" (", "-").replace([' ', '(', ')'], ""));
+                png.with_file_name(file)
+            };
+            let mine: Vec<&Row> = rows.iter().filter(|r| &r.scenario == name).collect();
+            draw_png_refs(&path, &mine)?;
+        }
+    }
+    let summary: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "scenario": r.scenario, "case": r.case, "system": r.system.name(),
+                "latency_ms": stats_json(r.stats), "per_sec": r.rate,
+            })
+        })
+        .collect();
+    Ok(json!({ "scenario": "compare", "summary": summary, "results": values }))
+}
+
+fn draw_png(path: &Path, rows: &[Row]) -> anyhow::Result<()> {
+    draw_png_refs(path, &rows.iter().collect::<Vec<_>>())
+}
+
+// ------------------------------------------- baselines (feature `baselines`)
+
+#[cfg(feature = "baselines")]
+fn require_baselines(options: &Options, systems: &[System]) -> anyhow::Result<()> {
+    for &s in systems {
+        baseline::check_installed(s, options)?;
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "baselines"))]
+fn require_baselines(_: &Options, _: &[System]) -> anyhow::Result<()> {
+    require_baselines_missing()
+}
+
+#[cfg(feature = "baselines")]
+async fn baseline_failover(
+    options: &Options,
+    system: System,
+    fault: Fault,
+    partitions: u32,
+    runs: u32,
+    timeout: Duration,
+) -> anyhow::Result<(Value, Vec<Row>)> {
+    baseline::failover(options, &options.base, system, fault, partitions, runs, timeout).await
+}
+
+#[cfg(feature = "baselines")]
+async fn baseline_commit(
+    options: &Options,
+    system: System,
+    count: u32,
+    levels: &[u32],
+) -> anyhow::Result<(Value, Vec<Row>)> {
+    ensure!((1..=100_000).contains(&count), "--count must be 1..=100000");
+    ensure!(levels.iter().all(|c| (1..=1024).contains(c)), "--concurrency levels must be 1..=1024");
+    let (value, rows) = baseline::baseline_commit(options, &options.base, system, count, levels).await?;
+    print_rows(&format!("commit ({}): latency in ms as the client sees it", system.name()), &rows);
+    Ok((value, rows))
+}
+
+#[cfg(feature = "baselines")]
+async fn baseline_query(
+    options: &Options,
+    system: System,
+    levels: &[u32],
+    duration: Duration,
+    keys: u32,
+) -> anyhow::Result<(Value, Vec<Row>)> {
+    if system == System::Etcd {
+        baseline::etcd_query(options, &options.base, levels, duration, keys).await
+    } else {
+        baseline::zk_query(options, &options.base, levels, duration, keys).await
+    }
+}
+
+#[cfg(feature = "baselines")]
+fn draw_png_refs(path: &Path, rows: &[&Row]) -> anyhow::Result<()> {
+    chart::cdf_png(path, rows)?;
+    println!("chart written to {}", path.display());
+    Ok(())
+}
+
+#[cfg(not(feature = "baselines"))]
+async fn baseline_failover(
+    _: &Options,
+    _: System,
+    _: Fault,
+    _: u32,
+    _: u32,
+    _: Duration,
+) -> anyhow::Result<(Value, Vec<Row>)> {
+    require_baselines_missing()
+}
+
+#[cfg(not(feature = "baselines"))]
+async fn baseline_commit(_: &Options, _: System, _: u32, _: &[u32]) -> anyhow::Result<(Value, Vec<Row>)> {
+    require_baselines_missing()
+}
+
+#[cfg(not(feature = "baselines"))]
+async fn baseline_query(_: &Options, _: System, _: &[u32], _: Duration, _: u32) -> anyhow::Result<(Value, Vec<Row>)> {
+    require_baselines_missing()
+}
+
+#[cfg(not(feature = "baselines"))]
+fn draw_png_refs(_: &Path, _: &[&Row]) -> anyhow::Result<()> {
+    require_baselines_missing()
+}
+
+#[cfg(not(feature = "baselines"))]
+fn require_baselines_missing<T>() -> anyhow::Result<T> {
+    bail!(
+        "this baton-bench was built without the `baselines` feature (etcd, ZooKeeper, --png): \
+         run scripts/install-baselines.sh, then cargo build --release -p baton-tests --features baselines"
+    )
+}
+
 // ---------------------------------------------------------------------- check
 
 fn check_bench(calls: u64) -> Value {
@@ -1460,4 +2039,20 @@ fn check_bench(calls: u64) -> Value {
         "allowed_2_threads_ns": two,
         "refused_1_thread_ns": refused,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_and_ratios() {
+        let s = stats(&[3.0, 1.0, 2.0, 4.0]).expect("stats");
+        assert_eq!((s.min, s.median, s.p99, s.max), (1.0, 2.0, 4.0, 4.0));
+        assert_eq!(ratio(Some(2500.0), Some(10.0)), "250x");
+        assert_eq!(ratio(Some(1.0), Some(2.0)), "0.50x");
+        assert_eq!(ratio(Some(1.0), None), "-");
+        let row = Row::new("commit", "C=1", System::Etcd, vec![1.0, 2.0], Some(10.0));
+        assert_eq!(row.stats.map(|s| s.max), Some(2.0));
+    }
 }

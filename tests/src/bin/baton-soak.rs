@@ -36,6 +36,12 @@ struct Flags {
     /// Keep every schedule's folder, not only failing ones.
     #[arg(long)]
     keep: bool,
+    /// Also add and remove a 4th controller in rounds while the faults run.
+    #[arg(long)]
+    membership: bool,
+    /// Also draw link delays (20-400 ms plus jitter) among the faults.
+    #[arg(long)]
+    extended: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -61,6 +67,9 @@ struct Totals {
     metadata_acked: u64,
     metadata_ambiguous: u64,
     bad_lines: usize,
+    membership_added: u64,
+    membership_removed: u64,
+    membership_gave_up: u64,
     violations: BTreeMap<String, u64>,
     failing_seeds: Vec<u64>,
 }
@@ -77,6 +86,8 @@ fn main() -> anyhow::Result<()> {
         i += 1;
         let mut config = RunConfig::new(seed, flags.faults);
         config.keep_dir = flags.keep;
+        config.membership = flags.membership;
+        config.extended = flags.extended;
         eprintln!("=== schedule {i}, seed {seed} ===");
         match runtime.block_on(run(&config)) {
             Ok(outcome) => {
@@ -90,6 +101,11 @@ fn main() -> anyhow::Result<()> {
                 totals.metadata_acked += outcome.metadata.acked;
                 totals.metadata_ambiguous += outcome.metadata.ambiguous;
                 totals.bad_lines += outcome.bad_lines;
+                if let Some(m) = outcome.membership {
+                    totals.membership_added += m.added;
+                    totals.membership_removed += m.removed;
+                    totals.membership_gave_up += m.gave_up;
+                }
                 for v in &outcome.report.violations {
                     *totals.violations.entry(format!("{:?}", v.check)).or_default() += 1;
                 }
@@ -123,7 +139,7 @@ fn print_summary(t: &Totals, elapsed: Duration) {
     println!("soak summary ({:.0?})", elapsed);
     println!("  schedules run:        {} ({} failed to run)", t.schedules, t.failed_to_run);
     println!("  faults by kind:");
-    for kind in FaultKind::ALL {
+    for kind in FaultKind::ALL.iter().chain(&FaultKind::EXTENDED).copied() {
         println!("    {:<28} {}", kind.name(), t.faults.get(&kind).copied().unwrap_or(0));
     }
     println!("  writes accepted:      {} (recorded)", t.accepted);
@@ -131,6 +147,10 @@ fn print_summary(t: &Totals, elapsed: Duration) {
     println!("  leaders observed:     {}", t.observed);
     println!("  metadata acked:       {} ({} ambiguous, resolved)", t.metadata_acked, t.metadata_ambiguous);
     println!("  unparsable lines:     {}", t.bad_lines);
+    println!(
+        "  controllers added:    {} (removed {}, steps given up {})",
+        t.membership_added, t.membership_removed, t.membership_gave_up
+    );
     let total: u64 = t.violations.values().sum();
     println!("  violations:           {total}");
     for (check, n) in &t.violations {

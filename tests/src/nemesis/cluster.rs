@@ -265,6 +265,26 @@ impl NemesisCluster {
         open
     }
 
+    /// Slows broker `k`'s links to every controller, both directions.
+    pub fn delay_agent(&self, k: usize, fixed: Duration) {
+        for link in &self.agent_links[k] {
+            for dir in [Direction::ClientToTarget, Direction::TargetToClient] {
+                link.delay(dir, fixed, fixed);
+            }
+        }
+    }
+
+    /// Slows controller `i`'s messages to `j` and `j`'s to `i`.
+    pub fn delay_controllers(&self, i: usize, j: usize, fixed: Duration) {
+        for (a, b) in [(i, j), (j, i)] {
+            if let Some(link) = &self.ctl_links[a][b] {
+                for dir in [Direction::ClientToTarget, Direction::TargetToClient] {
+                    link.delay(dir, fixed, fixed);
+                }
+            }
+        }
+    }
+
     /// Every link passes again, with no delay.
     pub fn heal_links(&self) {
         self.ctl_links.iter().flatten().flatten().for_each(|l| l.heal());

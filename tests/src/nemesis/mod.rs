@@ -26,12 +26,15 @@
 //!   deletes, and a `WatchLeadership` reader; [`runner`]: one schedule from
 //!   start to checked history. `tests/tests/nemesis.rs` runs a short fixed
 //!   set of seeds; `baton-soak` loops schedules for any duration.
+//! - [`membership`]: a 4th controller added to and removed from the quorum
+//!   in rounds while the schedule runs (`RunConfig::membership`).
 
 pub mod checker;
 pub mod client;
 pub mod clock;
 pub mod cluster;
 pub mod history;
+pub mod membership;
 pub mod proxy;
 pub mod report;
 pub mod runner;

@@ -24,8 +24,9 @@ use super::client::Api;
 use super::clock::monotonic_ns;
 use super::cluster::{NemesisCluster, NemesisOptions};
 use super::history::{Event, PartitionState, Recorder, TopicState, parse_jsonl};
+use super::membership::{ChurnStats, churn};
 use super::proxy::Direction;
-use super::schedule::{Fault, FaultKind, schedule};
+use super::schedule::{Fault, FaultKind, schedule, schedule_with};
 use super::workload::{MetadataStats, MetadataWorkload, watch_leadership};
 
 #[derive(Clone, Debug)]
@@ -36,11 +37,22 @@ pub struct RunConfig {
     pub checker: CheckerConfig,
     /// Keep the cluster folder even when the run is clean.
     pub keep_dir: bool,
+    /// Add and remove a 4th controller in rounds while the faults run.
+    pub membership: bool,
+    /// Also draw the extended fault kinds (link delays).
+    pub extended: bool,
 }
 
 impl RunConfig {
     pub fn new(seed: u64, faults: usize) -> RunConfig {
-        RunConfig { seed, faults, checker: CheckerConfig::default(), keep_dir: false }
+        RunConfig {
+            seed,
+            faults,
+            checker: CheckerConfig::default(),
+            keep_dir: false,
+            membership: false,
+            extended: false,
+        }
     }
 }
 
@@ -55,6 +67,8 @@ pub struct RunOutcome {
     pub metadata: MetadataStats,
     /// History lines that did not parse (torn by a kill; expected 0).
     pub bad_lines: usize,
+    /// Membership rounds, when the run had them.
+    pub membership: Option<ChurnStats>,
     /// The cluster folder, when kept (violations, or asked for).
     pub kept: Option<PathBuf>,
     pub elapsed: Duration,
@@ -72,7 +86,12 @@ impl RunOutcome {
 
 pub async fn run(config: &RunConfig) -> anyhow::Result<RunOutcome> {
     let started = tokio::time::Instant::now();
-    let faults = schedule(config.seed, config.faults, 3, 3);
+    let faults = if config.extended {
+        let kinds: Vec<FaultKind> = FaultKind::ALL.iter().chain(&FaultKind::EXTENDED).copied().collect();
+        schedule_with(config.seed, config.faults, 3, 3, &kinds)
+    } else {
+        schedule(config.seed, config.faults, 3, 3)
+    };
     let mut cluster = NemesisCluster::start(NemesisOptions { seed: config.seed, ..Default::default() }).await?;
     let runner_file = cluster.dir.path().join("runner.jsonl");
     let rec = Arc::new(Recorder::create(&runner_file)?);
@@ -99,6 +118,13 @@ pub async fn run(config: &RunConfig) -> anyhow::Result<RunOutcome> {
         })
     };
 
+    let stop_churn = Arc::new(AtomicBool::new(false));
+    let churn = config.membership.then(|| {
+        let dir = cluster.dir.path().to_path_buf();
+        let addrs = cluster.controller_addrs.clone();
+        tokio::spawn(churn(dir, addrs, rec.clone(), stop_churn.clone(), config.seed))
+    });
+
     for fault in &faults {
         inject(&mut cluster, &api, &rec, fault).await;
         tokio::time::sleep(fault.gap).await;
@@ -106,6 +132,14 @@ pub async fn run(config: &RunConfig) -> anyhow::Result<RunOutcome> {
 
     let phase = |what: &str| eprintln!("seed {}: {what} at {:.1?}", config.seed, started.elapsed());
     phase("faults done");
+    stop_churn.store(true, Ordering::Release);
+    let membership = match churn {
+        Some(task) => Some(task.await?),
+        None => None,
+    };
+    if let Some(stats) = membership {
+        phase(&format!("membership rounds done: {stats:?}"));
+    }
     stop_workload.store(true, Ordering::Relaxed);
     let mut workload = metadata.await?;
     phase("workload stopped");
@@ -156,6 +190,7 @@ pub async fn run(config: &RunConfig) -> anyhow::Result<RunOutcome> {
         observed,
         metadata: workload.stats,
         bad_lines,
+        membership,
         kept,
         elapsed: started.elapsed(),
     })
@@ -178,7 +213,9 @@ pub async fn inject(cluster: &mut NemesisCluster, api: &Api, rec: &Recorder, fau
             cluster.restart_broker(k);
         }
         FaultKind::KillActiveController | FaultKind::KillFollowerController => {
-            let leader = api.leader().await.map(|id| id as usize - 1);
+            // A leader outside the first `n` (the membership churn's 4th
+            // controller) is not ours to kill: pick by the schedule instead.
+            let leader = api.leader().await.map(|id| id as usize - 1).filter(|l| *l < n);
             let target = match (fault.kind, leader) {
                 (FaultKind::KillActiveController, Some(l)) => l,
                 (_, Some(l)) => (l + 1 + fault.a % (n - 1)) % n,
@@ -209,6 +246,18 @@ pub async fn inject(cluster: &mut NemesisCluster, api: &Api, rec: &Recorder, fau
         FaultKind::CutControllersBoth | FaultKind::CutControllersOneWay => {
             let open = cluster.cut_controllers(fault.a, fault.b, fault.kind == FaultKind::CutControllersBoth);
             nemesis(rec, format!("{fault} ({open} connections held)")).await;
+            tokio::time::sleep(fault.duration).await;
+            cluster.heal_links();
+        }
+        FaultKind::DelayAgent => {
+            nemesis(rec, format!("{fault}")).await;
+            cluster.delay_agent(k, fault.delay);
+            tokio::time::sleep(fault.duration).await;
+            cluster.heal_links();
+        }
+        FaultKind::DelayControllers => {
+            nemesis(rec, format!("{fault}")).await;
+            cluster.delay_controllers(fault.a, fault.b, fault.delay);
             tokio::time::sleep(fault.duration).await;
             cluster.heal_links();
         }

@@ -29,6 +29,10 @@ pub enum FaultKind {
     CutAgentFromController,
     CutControllersBoth,
     CutControllersOneWay,
+    /// Broker k's links to every controller slowed (both directions).
+    DelayAgent,
+    /// Controller a's messages to b (and back) slowed.
+    DelayControllers,
 }
 
 impl FaultKind {
@@ -46,6 +50,10 @@ impl FaultKind {
         FaultKind::CutControllersOneWay,
     ];
 
+    /// Kinds drawn only by [`schedule_with`] with extended faults, so the
+    /// schedules of existing seeds (over [`FaultKind::ALL`]) never change.
+    pub const EXTENDED: [FaultKind; 2] = [FaultKind::DelayAgent, FaultKind::DelayControllers];
+
     pub fn name(self) -> &'static str {
         match self {
             FaultKind::KillBroker => "kill-broker",
@@ -59,6 +67,8 @@ impl FaultKind {
             FaultKind::CutAgentFromController => "cut-agent-from-controller",
             FaultKind::CutControllersBoth => "cut-controllers-both",
             FaultKind::CutControllersOneWay => "cut-controllers-one-way",
+            FaultKind::DelayAgent => "delay-agent",
+            FaultKind::DelayControllers => "delay-controllers",
         }
     }
 
@@ -69,6 +79,7 @@ impl FaultKind {
             FaultKind::PauseBrokerMedium => (1_900, 2_600),
             FaultKind::PauseBrokerLong => (3_800, 5_500),
             FaultKind::KillBroker | FaultKind::KillActiveController | FaultKind::KillFollowerController => (500, 3_000),
+            FaultKind::DelayAgent | FaultKind::DelayControllers => (2_000, 6_000),
             _ => (1_000, 5_000),
         }
     }
@@ -88,6 +99,8 @@ pub struct Fault {
     pub duration: Duration,
     /// Healthy time after the fault is healed, before the next one.
     pub gap: Duration,
+    /// Added one-way latency of a delay fault (a jitter of up to as much again).
+    pub delay: Duration,
 }
 
 impl fmt::Display for Fault {
@@ -102,6 +115,17 @@ impl fmt::Display for Fault {
             FaultKind::CutControllersOneWay => {
                 write!(f, "{} controller-{} -> controller-{} for {d} ms", self.kind.name(), self.a + 1, self.b + 1)
             }
+            FaultKind::DelayControllers => write!(
+                f,
+                "{} controller-{} <-> controller-{} by {} ms for {d} ms",
+                self.kind.name(),
+                self.a + 1,
+                self.b + 1,
+                self.delay.as_millis()
+            ),
+            FaultKind::DelayAgent => {
+                write!(f, "{} broker-{} by {} ms for {d} ms", self.kind.name(), self.broker + 1, self.delay.as_millis())
+            }
             _ => write!(f, "{} broker-{} for {d} ms", self.kind.name(), self.broker + 1),
         }
     }
@@ -109,10 +133,15 @@ impl fmt::Display for Fault {
 
 /// `len` faults drawn from `seed`, for a cluster of `controllers` and `brokers`.
 pub fn schedule(seed: u64, len: usize, controllers: usize, brokers: usize) -> Vec<Fault> {
+    schedule_with(seed, len, controllers, brokers, &FaultKind::ALL)
+}
+
+/// As [`schedule`], drawing kinds from `kinds` (e.g. ALL and EXTENDED).
+pub fn schedule_with(seed: u64, len: usize, controllers: usize, brokers: usize, kinds: &[FaultKind]) -> Vec<Fault> {
     let mut rng = StdRng::seed_from_u64(seed);
     (0..len)
         .map(|_| {
-            let kind = FaultKind::ALL[rng.random_range(0..FaultKind::ALL.len())];
+            let kind = kinds[rng.random_range(0..kinds.len())];
             let (lo, hi) = kind.millis();
             let a = rng.random_range(0..controllers.max(1));
             let mut b = rng.random_range(0..controllers.max(1));
@@ -126,6 +155,13 @@ pub fn schedule(seed: u64, len: usize, controllers: usize, brokers: usize) -> Ve
                 b,
                 duration: Duration::from_millis(rng.random_range(lo..=hi)),
                 gap: Duration::from_millis(rng.random_range(500..=2_000)),
+                // Drawn last, and only for delays: other kinds' draws (and so
+                // every existing seed's schedule) stay as they were.
+                delay: if FaultKind::EXTENDED.contains(&kind) {
+                    Duration::from_millis(rng.random_range(20..=400))
+                } else {
+                    Duration::ZERO
+                },
             }
         })
         .collect()
@@ -154,5 +190,35 @@ mod tests {
         let (lo, hi) = FaultKind::PauseBrokerMedium.millis();
         assert!(lo > 1_500 && hi < 3_000);
         assert!(FaultKind::PauseBrokerLong.millis().0 > 3_000);
+    }
+}
+
+#[cfg(test)]
+mod extended_tests {
+    use super::*;
+
+    /// Extended kinds never change a schedule drawn over `ALL`, and seed 12
+    /// (the suite's membership seed) draws both delays and an active
+    /// controller kill.
+    #[test]
+    fn extended_schedules_add_delays_without_changing_old_seeds() {
+        for seed in 0..50 {
+            assert_eq!(schedule(seed, 8, 3, 3), schedule_with(seed, 8, 3, 3, &FaultKind::ALL));
+        }
+        let kinds: Vec<FaultKind> = FaultKind::ALL.iter().chain(&FaultKind::EXTENDED).copied().collect();
+        let twelve: Vec<FaultKind> = schedule_with(12, 4, 3, 3, &kinds).iter().map(|f| f.kind).collect();
+        assert_eq!(
+            twelve,
+            vec![
+                FaultKind::PauseBrokerLong,
+                FaultKind::DelayAgent,
+                FaultKind::DelayControllers,
+                FaultKind::KillActiveController
+            ]
+        );
+        for f in schedule_with(12, 200, 3, 3, &kinds) {
+            let is_delay = FaultKind::EXTENDED.contains(&f.kind);
+            assert_eq!(is_delay, !f.delay.is_zero(), "{f}");
+        }
     }
 }
