@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # Starts a local Baton cluster: 3 controllers + 3 broker agents (sidecars) on
 # loopback, embedded storage under one data folder, and a demo topic.
-# Ctrl-C stops everything. Usage: scripts/local-cluster.sh [DATA_DIR]
+# Ctrl-C stops everything.
+# Usage: scripts/local-cluster.sh [--refbrokers] [DATA_DIR]
 #   controllers: 127.0.0.1:7101-7103   agents' local API: 127.0.0.1:7201-7203
 #   brokers advertise 127.0.0.1:9092-9094 (where a broker would listen)
+#   --refbrokers: run three reference Kafka brokers (baton-refbroker, each
+#   embedding the agent) instead of the agent sidecars; they listen for Kafka
+#   clients on 127.0.0.1:9092-9094, so `kcat -b 127.0.0.1:9092 -L` works.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+REFBROKERS=0
+if [ "${1:-}" = --refbrokers ]; then REFBROKERS=1; shift; fi
 DATA="${1:-.baton-local}"
 PROFILE="${BATON_PROFILE:-release}"
 
 echo "building ($PROFILE)..."
 if [ "$PROFILE" = release ]; then cargo build --release --bins --quiet; else cargo build --bins --quiet; fi
-BIN="target/$PROFILE"
+BIN="${CARGO_TARGET_DIR:-target}/$PROFILE"
 
 mkdir -p "$DATA/logs"
 PIDS=()
@@ -30,9 +36,15 @@ for i in 1 2 3; do
   PIDS+=($!)
 done
 for i in 1 2 3; do
-  "$BIN/baton-agent" --broker-id "$i" --controllers "$CONTROLLERS" \
-    --advertised "127.0.0.1:909$((i + 1))" --listen "127.0.0.1:720$i" --rack "rack-$i" \
-    >"$DATA/logs/agent-$i.log" 2>&1 &
+  if [ "$REFBROKERS" = 1 ]; then
+    "$BIN/baton-refbroker" --broker-id "$i" --controllers "$CONTROLLERS" \
+      --listen "127.0.0.1:909$((i + 1))" --rack "rack-$i" \
+      >"$DATA/logs/refbroker-$i.log" 2>&1 &
+  else
+    "$BIN/baton-agent" --broker-id "$i" --controllers "$CONTROLLERS" \
+      --advertised "127.0.0.1:909$((i + 1))" --listen "127.0.0.1:720$i" --rack "rack-$i" \
+      >"$DATA/logs/agent-$i.log" 2>&1 &
+  fi
   PIDS+=($!)
 done
 
@@ -55,7 +67,15 @@ cat <<MSG
 Baton is running (data and logs in $DATA/). Try:
   $CTL leader get demo 0
   $CTL leader watch
-  kill -9 <pid of an agent>     # pids: ${PIDS[*]:3}
+  kill -9 <pid of a broker>     # agent or reference broker pids: ${PIDS[*]:3}
 Ctrl-C stops the cluster.
 MSG
+if [ "$REFBROKERS" = 1 ]; then
+  cat <<MSG
+Reference Kafka brokers listen on 127.0.0.1:9092-9094 (logs in $DATA/logs/refbroker-*.log):
+  kcat -b 127.0.0.1:9092 -L                                   # brokers, leaders, ISR
+  seq 1 100 | kcat -b 127.0.0.1:9092 -P -t demo -p 0 -X acks=all
+  kcat -b 127.0.0.1:9092 -C -t demo -p 0 -o beginning -e
+MSG
+fi
 wait

@@ -191,6 +191,13 @@ impl Agent {
         self.shared.table.partition(topic, partition)
     }
 
+    /// Every registered broker's advertised endpoint (`host:port`), sorted by
+    /// broker id, as the controller's updates listed them. A broker answering
+    /// Kafka Metadata names its peers with these.
+    pub fn broker_endpoints(&self) -> Vec<(i32, Arc<str>)> {
+        self.shared.table.broker_endpoints()
+    }
+
     /// Notified with the new lease deadline whenever it moves (grant, suspension).
     pub fn lease_changes(&self) -> watch::Receiver<u64> {
         self.shared.lease.subscribe()

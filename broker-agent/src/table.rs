@@ -188,6 +188,15 @@ impl Table {
         Some(PartitionView::clone(&cell.view.load()))
     }
 
+    /// Every broker's registered endpoint, by id (from the updates' broker lists).
+    pub(crate) fn broker_endpoints(&self) -> Vec<(i32, Arc<str>)> {
+        let writer = self.writer.lock();
+        let mut out: Vec<(i32, Arc<str>)> = writer.brokers.iter().map(|(id, e)| (*id, Arc::clone(e))).collect();
+        drop(writer);
+        out.sort_by_key(|(id, _)| *id);
+        out
+    }
+
     // ---- progress ----
 
     /// O(1); allocates only for a partition the view does not hold yet.

@@ -8,6 +8,7 @@
 
 pub mod faults;
 pub mod nemesis;
+pub mod refbroker;
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -330,3 +330,18 @@ fn same_epoch_reassertion_is_no_event_but_epoch_bump_is() {
     assert_eq!(kinds(&applied), vec![("t".into(), 0, ChangeKind::BecameLeader)]);
     assert_eq!(table.partitions_led(), 1);
 }
+
+#[test]
+fn broker_endpoints_follow_full_and_delta_updates() {
+    let table = Table::new(1);
+    let broker = |id: i32, endpoint: &str| BrokerInfo { id, endpoint: endpoint.into(), ..Default::default() };
+    let mut full = update(1, true, vec![info("t", 0, 1, 1)], &[]);
+    full.brokers = vec![broker(2, "b2:9092"), broker(1, "b1:9092")];
+    table.apply(&full).expect("applied");
+    let ids = |t: &Table| t.broker_endpoints().into_iter().map(|(id, e)| (id, e.to_string())).collect::<Vec<_>>();
+    assert_eq!(ids(&table), vec![(1, "b1:9092".into()), (2, "b2:9092".into())], "sorted by id");
+    let mut delta = update(2, false, Vec::new(), &[]);
+    delta.brokers = vec![broker(2, ""), broker(3, "b3:9092")];
+    table.apply(&delta).expect("applied");
+    assert_eq!(ids(&table), vec![(1, "b1:9092".into()), (3, "b3:9092".into())], "an empty endpoint removes");
+}
