@@ -58,11 +58,26 @@ impl BrokerLive {
     }
 }
 
+impl ReplicaProgress {
+    /// What a follower must have reached to count as caught up with this
+    /// (leader) replica: where the leader was at its previous report. Each
+    /// broker reports at its own heartbeat, so under a steady produce load
+    /// a follower sampled just before its leader always looks a little
+    /// behind the leader's latest report; against the previous one it is
+    /// caught up if it lags by less than a heartbeat (Kafka's rule compares
+    /// with the high watermark, which also trails the leader's log end).
+    fn leader_mark(&self) -> i64 {
+        self.leo.min(self.prev_leo)
+    }
+}
+
 #[derive(Default)]
 struct ReplicaProgress {
     /// The latest reported log end offset (not a running maximum: a replica
     /// that truncated reports less).
     leo: i64,
+    /// The report before `leo` (equal to it after the first report).
+    prev_leo: i64,
     /// Whether `leo` came from a report in this term.
     reported: bool,
     caught_up_at: Option<Instant>,
@@ -376,6 +391,7 @@ impl Liveness {
                 *entry = PartitionProgress { topic_id, replicas: HashMap::new() };
             }
             let p = entry.replicas.entry(broker).or_default();
+            p.prev_leo = if p.reported { p.leo } else { leo };
             p.leo = leo;
             p.reported = true;
             if !record.isr.contains(&broker) {
@@ -405,7 +421,7 @@ impl Liveness {
             if record.leader == NO_LEADER {
                 continue;
             }
-            let leader_leo = replicas.get(&record.leader).map_or(0, |p| p.leo);
+            let leader_leo = replicas.get(&record.leader).map_or(0, ReplicaProgress::leader_mark);
             for &follower in record.isr.iter().filter(|b| **b != record.leader) {
                 let p = replicas.entry(follower).or_default();
                 if p.leo >= leader_leo {
@@ -445,13 +461,16 @@ impl Liveness {
                 }
                 let key: (Arc<str>, i32) = (Arc::from(topic), partition);
                 let replicas = inner.progress.get(&key).map(|p| &p.replicas);
-                let known = |b: BrokerId| replicas.and_then(|r| r.get(&b)).filter(|p| p.reported).map(|p| p.leo);
-                let caught_up = match (known(broker), known(record.leader)) {
-                    (Some(mine), Some(leader)) => mine >= leader,
-                    (None, None) => replicas.is_none_or(|r| r.values().all(|p| !p.reported)) && quiet_for_long_enough,
-                    // One side unknown: wait for its report.
-                    _ => false,
-                };
+                let known = |b: BrokerId| replicas.and_then(|r| r.get(&b)).filter(|p| p.reported);
+                let caught_up =
+                    match (known(broker).map(|p| p.leo), known(record.leader).map(ReplicaProgress::leader_mark)) {
+                        (Some(mine), Some(leader)) => mine >= leader,
+                        (None, None) => {
+                            replicas.is_none_or(|r| r.values().all(|p| !p.reported)) && quiet_for_long_enough
+                        }
+                        // One side unknown: wait for its report.
+                        _ => false,
+                    };
                 if caught_up {
                     let entry = changes
                         .entry(key)

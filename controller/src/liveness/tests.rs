@@ -282,6 +282,34 @@ fn a_replica_rejoins_only_against_offsets_its_leader_reported() {
     assert!(changes[0].new_isr.contains(&follower));
 }
 
+/// Under a steady produce load each broker reports at its own heartbeat: a
+/// follower that trails its leader by less than a heartbeat rejoins (it has
+/// reached the leader's previous report), though its every report is below
+/// the leader's latest. Found by the reference broker's e2e run, where
+/// caught-up followers never rejoined while producing.
+#[test]
+fn a_follower_within_a_heartbeat_of_a_moving_leader_rejoins() {
+    let (state, index, p, follower) = follower_fenced_and_registered_again();
+    let l = liveness(true);
+    let t0 = Instant::now();
+    l.set_leader(true, 1, t0, index + 2);
+    let later = t0 + Duration::from_secs(5);
+    let topic: Arc<str> = Arc::from("t");
+    l.record_progress(&state, p.leader, [(topic.clone(), 0, 1_000)].into_iter());
+    l.record_progress(&state, follower, [(topic.clone(), 0, 1_090)].into_iter());
+    l.record_progress(&state, p.leader, [(topic.clone(), 0, 1_100)].into_iter());
+    let changes = l.isr_changes(&state, later);
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert!(changes[0].new_isr.contains(&follower));
+    // Still behind the leader's previous report: not caught up.
+    let l = liveness(true);
+    l.set_leader(true, 1, t0, index + 2);
+    l.record_progress(&state, p.leader, [(topic.clone(), 0, 1_000)].into_iter());
+    l.record_progress(&state, p.leader, [(topic.clone(), 0, 1_100)].into_iter());
+    l.record_progress(&state, follower, [(topic, 0, 990)].into_iter());
+    assert!(l.isr_changes(&state, later).is_empty(), "rejoined more than a report behind");
+}
+
 #[test]
 fn without_any_reports_a_replica_rejoins_only_after_a_lease_of_leadership() {
     let (state, index, _, follower) = follower_fenced_and_registered_again();
