@@ -14,7 +14,7 @@ use serde::Deserialize;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControllerConfig {
-    /// Raft id of this controller (>= 1); must appear in `peers`.
+    /// Raft id of this controller (>= 1). Outside `peers`: it joins a running quorum.
     pub id: u64,
     /// Folder for the raft log, hard state and snapshots.
     pub data_dir: PathBuf,
@@ -231,8 +231,9 @@ impl ControllerConfig {
     /// Checks every option and the lease/session-timeout inequality.
     pub fn validate(&self) -> anyhow::Result<()> {
         ensure!(self.id >= 1, "id must be >= 1");
-        let peers = self.peer_map()?;
-        ensure!(peers.contains_key(&self.id), "peers must include this controller's id {}", self.id);
+        // Parses `peers`; an id outside them is a controller that joins a
+        // running quorum (see `joins`).
+        self.peer_map()?;
         ensure!(matches!(self.log_format.as_str(), "text" | "json"), "log_format must be text or json");
         let r = &self.raft;
         ensure!(r.tick_ms >= 1 && r.heartbeat_ticks >= 1, "raft tick_ms and heartbeat_ticks must be >= 1");
@@ -271,6 +272,14 @@ impl ControllerConfig {
     }
 
     /// `peers` parsed: raft id → address.
+    /// Whether this controller joins an existing quorum instead of
+    /// bootstrapping one: `join` is set, or its id is not among `peers` (the
+    /// initial quorum), e.g. pods beyond the first three of a StatefulSet
+    /// that share one configuration. Only matters on an empty data dir.
+    pub fn joins(&self) -> bool {
+        self.join || self.peer_map().is_ok_and(|p| !p.contains_key(&self.id))
+    }
+
     pub fn peer_map(&self) -> anyhow::Result<BTreeMap<u64, String>> {
         parse_peers(&self.peers)
     }
@@ -334,6 +343,18 @@ mod tests {
             limits: LimitsConfig::default(),
             balance: BalanceConfig::default(),
         }
+    }
+
+    #[test]
+    fn an_id_outside_the_initial_quorum_joins() {
+        let mut c = base();
+        assert!(!c.joins(), "a member of peers bootstraps");
+        c.join = true;
+        assert!(c.joins());
+        let mut c = base();
+        c.id = 4;
+        c.validate().expect("an id outside peers is valid: it joins");
+        assert!(c.joins());
     }
 
     #[test]

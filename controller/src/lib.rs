@@ -75,7 +75,7 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let storage = RaftStorage::open(&config.data_dir).context("opening raft storage")?;
-    if storage.is_empty() && config.join {
+    if storage.is_empty() && config.joins() {
         info!(id = config.id, "empty log: joining an existing quorum; waiting for a snapshot from its leader");
     } else if storage.is_empty() {
         let cs = ::raft::prelude::ConfState { voters: peers.keys().copied().collect(), ..Default::default() };

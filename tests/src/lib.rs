@@ -399,19 +399,26 @@ impl Cluster {
     /// only once `batonctl quorum add` makes it a member. Returns its index.
     /// Agents keep their controller list: they find it through leader hints.
     pub fn spawn_joining_controller(&mut self) -> usize {
+        self.spawn_controller_to_join(true)
+    }
+
+    /// As [`Cluster::spawn_joining_controller`]; with `explicit` false, no
+    /// `--join`: `--peers` names only the controllers so far, and an id
+    /// outside them makes the controller join by itself.
+    pub fn spawn_controller_to_join(&mut self, explicit: bool) -> usize {
         let index = self.controllers.len();
         let id = index + 1;
         let addr = format!("127.0.0.1:{}", free_port());
         self.controller_addrs.push(addr.clone());
-        let peers = self
-            .controller_addrs
+        let named = if explicit { index + 1 } else { index };
+        let peers = self.controller_addrs[..named]
             .iter()
             .enumerate()
             .map(|(i, a)| format!("{}={a}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
         let data = self.dir.path().join(format!("controller-{id}"));
-        let args = vec![
+        let mut args = vec![
             "--id".into(),
             id.to_string(),
             "--data-dir".into(),
@@ -420,8 +427,10 @@ impl Cluster {
             addr,
             "--peers".into(),
             peers,
-            "--join".into(),
         ];
+        if explicit {
+            args.push("--join".into());
+        }
         let log = self.dir.path().join(format!("controller-{id}.log"));
         self.controllers.push(Proc::spawn("baton-controller", args, self.controller_env.clone(), log));
         self.disks.push(None);

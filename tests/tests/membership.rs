@@ -170,7 +170,9 @@ async fn a_dead_controller_is_replaced() {
     quorum_refused(&cluster, &["remove", &alive_other.to_string()], "MEMBERSHIP_CHANGE_REFUSED");
     assert_eq!(ids(&cluster.quorum().expect("quorum")["voters"]), vec![1, 2, 3]);
 
-    let c4 = cluster.spawn_joining_controller();
+    // The replacement shares the others' configuration (peers = the initial
+    // three): an id outside them joins without --join.
+    let c4 = cluster.spawn_controller_to_join(false);
     let addr4 = cluster.controller_addr(c4).to_string();
     quorum_cmd(&cluster, &["add", "4", &addr4]);
     let q = quorum_cmd(&cluster, &["remove", &dead.to_string()]);
