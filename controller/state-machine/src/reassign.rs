@@ -192,15 +192,14 @@ impl State {
         let previous_leader = p.leader;
         p.replicas = replicas;
         p.isr = isr;
-        if p.leader != NO_LEADER && !p.isr.contains(&p.leader) {
+        // A leader outside the new ISR (or none) gives way to the first
+        // eligible in-sync replica, or to none.
+        if !p.isr.contains(&p.leader) {
             let next = elector::first_eligible_in_isr(p, eligible_in(brokers)).unwrap_or(NO_LEADER);
-            p.leader = next;
-            p.leader_epoch = elector::bump(p.leader_epoch);
-        } else if p.leader == NO_LEADER
-            && let Some(next) = elector::first_eligible_in_isr(p, eligible_in(brokers))
-        {
-            p.leader = next;
-            p.leader_epoch = elector::bump(p.leader_epoch);
+            if next != p.leader {
+                p.leader = next;
+                p.leader_epoch = elector::bump(p.leader_epoch);
+            }
         }
         p.partition_epoch = elector::bump(p.partition_epoch);
         record(changes, leader_count, &topic.name, key.1, previous_leader, p);
