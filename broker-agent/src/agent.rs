@@ -107,7 +107,25 @@ impl Agent {
             agent.shared.stopped.send_replace(true);
             return agent;
         }
-        let task = tokio::spawn(Session::new(Arc::clone(&agent.shared)).run());
+        let tls = match baton_security::Tls::from_config(&agent.shared.config.tls, "agent") {
+            Ok(tls) => tls,
+            Err(error) => {
+                tracing::error!(error = %format!("{error:#}"), "TLS configuration unusable; the session will not start");
+                agent.shared.stopped.send_replace(true);
+                return agent;
+            }
+        };
+        if let Some(tls) = &tls {
+            let me = baton_security::Principal::Broker(agent.shared.config.broker_id);
+            if tls.principal() != me {
+                tracing::error!(certificate = %tls.principal(), expected = %me, "the TLS certificate is not this broker's; the session will not start");
+                agent.shared.stopped.send_replace(true);
+                return agent;
+            }
+        }
+        let connector = baton_security::Connector::new(tls, baton_security::Expect::AnyController)
+            .with_connect_timeout(agent.shared.config.rpc_timeout);
+        let task = tokio::spawn(Session::new(Arc::clone(&agent.shared), connector).run());
         *agent.shared.task.lock() = Some(task);
         agent
     }

@@ -21,6 +21,11 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7201";
 /// Prefix of the sidecar's environment variables, e.g. `BATON_AGENT_BROKER_ID`.
 pub const ENV_PREFIX: &str = "BATON_AGENT";
 
+/// Prefix of the environment variables that configure the agent's TLS,
+/// whether embedded or the sidecar: `BATON_AGENT_TLS_CA_FILE`,
+/// `_CERT_FILE`, `_KEY_FILE`, `_TRUST_DOMAIN`, `_PLAINTEXT`, `_RELOAD_INTERVAL_MS`.
+pub const TLS_ENV_PREFIX: &str = "BATON_AGENT_TLS_";
+
 /// What the embedded agent needs to know.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AgentConfig {
@@ -39,10 +44,18 @@ pub struct AgentConfig {
     /// broker's leadership away (controlled shutdown) before stopping
     /// anyway. Zero: stop at once (the controller then fails over).
     pub shutdown_drain_timeout: Duration,
+    /// mTLS toward the controllers: this broker's certificate (naming
+    /// `spiffe://<trust-domain>/broker/<broker_id>`), key and CA. TLS is
+    /// required unless `tls.plaintext` is set explicitly.
+    pub tls: baton_security::TlsConfig,
 }
 
 impl AgentConfig {
-    /// A configuration with every optional field at its default.
+    /// A configuration with every optional field at its default; `tls` comes
+    /// from the `BATON_AGENT_TLS_*` environment (see [`TLS_ENV_PREFIX`]), so a
+    /// broker that embeds the agent gets TLS settings without code of its
+    /// own; an unreadable value there leaves TLS unconfigured and the agent
+    /// then refuses to start, saying why.
     pub fn new(broker_id: i32, controllers: Vec<String>, advertised_endpoint: impl Into<String>) -> Self {
         Self {
             broker_id,
@@ -54,6 +67,10 @@ impl AgentConfig {
             incarnation_id: None,
             max_progress_per_heartbeat: DEFAULT_MAX_PROGRESS_PER_HEARTBEAT,
             shutdown_drain_timeout: DEFAULT_SHUTDOWN_DRAIN_TIMEOUT,
+            tls: tls_from_env(std::env::vars()).unwrap_or_else(|e| {
+                tracing::error!(error = %format!("{e:#}"), "ignoring the BATON_AGENT_TLS_* environment");
+                baton_security::TlsConfig::default()
+            }),
         }
     }
 
@@ -74,8 +91,13 @@ impl AgentConfig {
         if self.max_progress_per_heartbeat == 0 {
             bail!("max progress per heartbeat must be > 0");
         }
+        self.tls.files()?;
         Ok(())
     }
+}
+
+fn tls_from_env(vars: impl Iterator<Item = (String, String)>) -> anyhow::Result<baton_security::TlsConfig> {
+    baton_security::TlsConfig::from_vars(TLS_ENV_PREFIX, vars)
 }
 
 /// Log output format of the sidecar.
@@ -110,6 +132,10 @@ pub struct SidecarOverrides {
     pub heartbeat_interval_ms: Option<u64>,
     pub log_format: Option<String>,
     pub metrics_listen: Option<String>,
+    pub tls_ca: Option<std::path::PathBuf>,
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
+    pub plaintext: bool,
 }
 
 /// The keys a file or the environment may set (env: `BATON_AGENT_<KEY>`).
@@ -128,6 +154,14 @@ struct RawConfig {
     shutdown_drain_timeout_ms: Option<u64>,
     log_format: Option<LogFormat>,
     metrics_listen: Option<String>,
+    /// `[tls]` in the file; the environment uses `BATON_AGENT_TLS_*` instead.
+    tls: Option<baton_security::TlsConfig>,
+    tls_plaintext: Option<bool>,
+    tls_ca_file: Option<String>,
+    tls_cert_file: Option<String>,
+    tls_key_file: Option<String>,
+    tls_trust_domain: Option<String>,
+    tls_reload_interval_ms: Option<u64>,
 }
 
 /// A list in TOML, or one comma-separated string (env, flags).
@@ -197,6 +231,19 @@ pub fn load_with_env(
     if let Some(ms) = raw.shutdown_drain_timeout_ms {
         agent.shutdown_drain_timeout = Duration::from_millis(ms);
     }
+    // File `[tls]` < environment `BATON_AGENT_TLS_*` < flags.
+    let mut tls = raw.tls.unwrap_or_default();
+    if raw.tls_ca_file.is_some() || raw.tls_cert_file.is_some() || raw.tls_key_file.is_some() {
+        tls.plaintext = false;
+    }
+    tls.ca_file = raw.tls_ca_file.map(Into::into).or(tls.ca_file);
+    tls.cert_file = raw.tls_cert_file.map(Into::into).or(tls.cert_file);
+    tls.key_file = raw.tls_key_file.map(Into::into).or(tls.key_file);
+    tls.plaintext = raw.tls_plaintext.unwrap_or(tls.plaintext);
+    tls.trust_domain = raw.tls_trust_domain.unwrap_or(tls.trust_domain);
+    tls.reload_interval_ms = raw.tls_reload_interval_ms.unwrap_or(tls.reload_interval_ms);
+    tls.overlay(flags.tls_ca.clone(), flags.tls_cert.clone(), flags.tls_key.clone(), flags.plaintext);
+    agent.tls = tls;
     agent.validate()?;
     let log_format = match flags.log_format.as_deref() {
         Some("json") => LogFormat::Json,
@@ -224,12 +271,22 @@ mod tests {
         writeln!(
             file,
             "broker_id = 1\ncontrollers = [\"a:1\", \"b:2\"]\nadvertised = \"h:9092\"\nrack = \"file\"\n\
-             heartbeat_interval_ms = 100\nrpc_timeout_ms = 700\nlisten = \"unix:/tmp/x.sock\""
+             heartbeat_interval_ms = 100\nrpc_timeout_ms = 700\nlisten = \"unix:/tmp/x.sock\"\n\
+             [tls]\nca_file = \"f-ca\"\ncert_file = \"f-cert\"\nkey_file = \"f-key\""
         )
         .expect("write");
-        let env =
-            env(&[("BATON_AGENT_RACK", "env"), ("BATON_AGENT_BROKER_ID", "2"), ("BATON_AGENT_CONTROLLERS", "c:3,d:4")]);
-        let flags = SidecarOverrides { broker_id: Some(3), heartbeat_interval_ms: Some(250), ..Default::default() };
+        let env = env(&[
+            ("BATON_AGENT_RACK", "env"),
+            ("BATON_AGENT_BROKER_ID", "2"),
+            ("BATON_AGENT_CONTROLLERS", "c:3,d:4"),
+            ("BATON_AGENT_TLS_CERT_FILE", "e-cert"),
+        ]);
+        let flags = SidecarOverrides {
+            broker_id: Some(3),
+            heartbeat_interval_ms: Some(250),
+            tls_key: Some("k-flag".into()),
+            ..Default::default()
+        };
         let cfg = load_with_env(Some(file.path()), env, &flags).expect("config");
         assert_eq!(cfg.agent.broker_id, 3, "flag beats env and file");
         assert_eq!(cfg.agent.rack, "env", "env beats file");
@@ -238,6 +295,27 @@ mod tests {
         assert_eq!(cfg.agent.heartbeat_interval, Duration::from_millis(250));
         assert_eq!(cfg.agent.rpc_timeout, Duration::from_millis(700));
         assert_eq!(cfg.listen, "unix:/tmp/x.sock");
+        let tls = &cfg.agent.tls;
+        assert_eq!(
+            (tls.ca_file.as_deref(), tls.cert_file.as_deref(), tls.key_file.as_deref()),
+            (Some(Path::new("f-ca")), Some(Path::new("e-cert")), Some(Path::new("k-flag"))),
+            "TLS files: file < env < flags"
+        );
+        assert!(!tls.plaintext);
+    }
+
+    #[test]
+    fn tls_is_required_unless_plaintext_is_explicit() {
+        let flags = SidecarOverrides {
+            broker_id: Some(1),
+            controllers: Some("127.0.0.1:7101".into()),
+            advertised: Some("127.0.0.1:9092".into()),
+            ..Default::default()
+        };
+        let err = load_with_env(None, env(&[]), &flags).expect_err("no TLS and no plaintext");
+        assert!(format!("{err:#}").contains("no TLS configured"), "{err:#}");
+        let cfg = load_with_env(None, env(&[("BATON_AGENT_TLS_PLAINTEXT", "true")]), &flags).expect("plaintext");
+        assert!(cfg.agent.tls.plaintext);
     }
 
     #[test]
@@ -246,6 +324,7 @@ mod tests {
             broker_id: Some(1),
             controllers: Some("127.0.0.1:7101, 127.0.0.1:7102".into()),
             advertised: Some("127.0.0.1:9092".into()),
+            plaintext: true,
             ..Default::default()
         };
         let cfg = load_with_env(None, env(&[]), &flags).expect("config");
@@ -272,5 +351,6 @@ mod tests {
         assert_eq!(c.listen, DEFAULT_LISTEN);
         assert_eq!(c.agent.controllers.len(), 3);
         assert_eq!(c.log_format, LogFormat::Text);
+        assert!(c.agent.tls.cert_file.is_some() && !c.agent.tls.plaintext, "the example runs mTLS");
     }
 }

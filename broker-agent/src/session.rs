@@ -26,12 +26,13 @@ use baton_proto::v1::{
     session_request, session_response,
 };
 use baton_proto::{ERROR_METADATA_KEY, LEADER_METADATA_KEY};
+use baton_security::Connector;
 use rand::Rng;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 use tracing::Instrument;
 
@@ -137,6 +138,9 @@ enum Sent {
 
 pub(crate) struct Session {
     shared: Arc<Shared>,
+    /// Dials controllers: with mTLS, presents our certificate and accepts
+    /// only a controller of our trust domain.
+    connector: Connector,
     stop: watch::Receiver<bool>,
     channels: HashMap<String, Channel>,
     /// Raft ids learned from hints, by address.
@@ -151,10 +155,11 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, connector: Connector) -> Self {
         let stop = shared.stop.subscribe();
         Self {
             shared,
+            connector,
             stop,
             channels: HashMap::new(),
             known_ids: HashMap::new(),
@@ -269,15 +274,13 @@ impl Session {
         if self.channels.len() >= MAX_CACHED_CHANNELS {
             self.channels.clear();
         }
-        let uri = if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
         let rpc_timeout = self.shared.config.rpc_timeout;
-        let channel = Endpoint::from_shared(uri)?
+        let endpoint = Connector::endpoint(address)?
             .connect_timeout(rpc_timeout)
-            .tcp_nodelay(true)
             .http2_keep_alive_interval(self.shared.config.heartbeat_interval.max(Duration::from_millis(100)))
             .keep_alive_timeout(rpc_timeout)
-            .keep_alive_while_idle(true)
-            .connect_lazy();
+            .keep_alive_while_idle(true);
+        let channel = self.connector.lazy(endpoint);
         self.channels.insert(address.to_owned(), channel.clone());
         Ok(channel)
     }

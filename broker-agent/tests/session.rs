@@ -113,6 +113,7 @@ fn config(controllers: Vec<String>) -> AgentConfig {
     let mut config = AgentConfig::new(1, controllers, "127.0.0.1:9092");
     config.heartbeat_interval = Duration::from_millis(50);
     config.rpc_timeout = Duration::from_millis(500);
+    config.tls.plaintext = true;
     config
 }
 

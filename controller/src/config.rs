@@ -43,6 +43,28 @@ pub struct ControllerConfig {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub balance: BalanceConfig,
+    /// mTLS on every link and who may call what (docs/SECURITY.md).
+    #[serde(default)]
+    pub tls: baton_security::TlsConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+}
+
+/// Who may call what once identities are proven by mTLS (ignored with
+/// `tls.plaintext = true`, where nothing is proven).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Read RPCs (list/describe topics, leaders, brokers, quorum, watches,
+    /// health) are open to any identity of the trust domain; false limits
+    /// them to admins and controllers.
+    pub open_reads: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { open_reads: true }
+    }
 }
 
 /// Automatic leader rebalance: the active controller gives partitions back
@@ -158,11 +180,41 @@ pub struct LimitsConfig {
     pub max_progress_per_heartbeat: usize,
     /// Leadership changes kept in memory for resumable watches (entries).
     pub change_log_entries: usize,
+    /// Largest request accepted by the public `Controller` service (bytes).
+    pub max_request_bytes: usize,
+    /// Largest message accepted from a broker session (bytes).
+    pub max_session_message_bytes: usize,
+    /// Open connections at once (all services); new ones beyond are closed at accept.
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
+    /// A TLS handshake not done within this is dropped.
+    pub handshake_timeout_ms: u64,
+    /// Unary RPCs in progress at once; one more is shed at once with
+    /// UNAVAILABLE + `OVERLOADED` instead of queueing without bound.
+    pub max_inflight_requests: usize,
+    /// A unary RPC running longer than this ends with DEADLINE_EXCEEDED + `TIMEOUT`.
+    pub request_timeout_ms: u64,
+    /// Heartbeats accepted per second per session (burst of the same size);
+    /// a session above it is closed with RESOURCE_EXHAUSTED + `RATE_LIMITED`.
+    pub max_heartbeats_per_second: u32,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { max_message_bytes: 64 << 20, max_progress_per_heartbeat: 100_000, change_log_entries: 4_096 }
+        LimitsConfig {
+            max_message_bytes: 64 << 20,
+            max_progress_per_heartbeat: 100_000,
+            change_log_entries: 4_096,
+            max_request_bytes: 4 << 20,
+            max_session_message_bytes: 16 << 20,
+            max_connections: 4_096,
+            max_concurrent_streams: 256,
+            handshake_timeout_ms: 10_000,
+            max_inflight_requests: 1_024,
+            request_timeout_ms: 30_000,
+            max_heartbeats_per_second: 50,
+        }
     }
 }
 
@@ -181,6 +233,10 @@ pub struct Overrides {
     pub log_format: Option<String>,
     pub metrics_listen: Option<String>,
     pub join: bool,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub plaintext: bool,
 }
 
 impl ControllerConfig {
@@ -219,11 +275,12 @@ impl ControllerConfig {
         if overrides.join {
             builder = builder.set_override("join", true)?;
         }
-        let config: ControllerConfig = builder
+        let mut config: ControllerConfig = builder
             .build()
             .context("reading controller configuration")?
             .try_deserialize()
             .context("parsing controller configuration")?;
+        config.tls.overlay(overrides.tls_ca, overrides.tls_cert, overrides.tls_key, overrides.plaintext);
         config.validate()?;
         Ok(config)
     }
@@ -251,7 +308,18 @@ impl ControllerConfig {
                 needed.as_millis()
             );
         }
-        ensure!(self.limits.max_message_bytes >= 64 << 10, "limits max_message_bytes must be >= 64 KiB");
+        let m = &self.limits;
+        ensure!(m.max_message_bytes >= 64 << 10, "limits max_message_bytes must be >= 64 KiB");
+        ensure!(
+            m.max_request_bytes >= 4 << 10 && m.max_session_message_bytes >= 64 << 10,
+            "limits max_request_bytes must be >= 4 KiB and max_session_message_bytes >= 64 KiB"
+        );
+        ensure!(
+            m.max_connections >= 8 && m.max_concurrent_streams >= 4 && m.max_inflight_requests >= 1,
+            "limits max_connections must be >= 8, max_concurrent_streams >= 4, max_inflight_requests >= 1"
+        );
+        ensure!(m.max_heartbeats_per_second >= 1, "limits max_heartbeats_per_second must be >= 1");
+        self.tls.files()?;
         ensure!(
             self.balance.leader_rebalance_max_partitions >= 1,
             "balance leader_rebalance_max_partitions must be >= 1"
@@ -289,7 +357,7 @@ impl ControllerConfig {
 /// prefix (`BATON_CONTROLLERS` for batonctl, `BATON_AGENT_*` for the agent)
 /// are left alone rather than failing the strict parse.
 fn controller_env(vars: impl Iterator<Item = (String, String)>) -> config::Map<String, String> {
-    const KEYS: [&str; 11] = [
+    const KEYS: [&str; 13] = [
         "ID",
         "DATA_DIR",
         "LISTEN",
@@ -301,6 +369,8 @@ fn controller_env(vars: impl Iterator<Item = (String, String)>) -> config::Map<S
         "LIVENESS",
         "LIMITS",
         "BALANCE",
+        "TLS",
+        "AUTH",
     ];
     vars.filter(|(k, _)| {
         k.strip_prefix("BATON_")
@@ -342,6 +412,8 @@ mod tests {
             liveness: LivenessConfig::default(),
             limits: LimitsConfig::default(),
             balance: BalanceConfig::default(),
+            tls: baton_security::TlsConfig { plaintext: true, ..Default::default() },
+            auth: AuthConfig::default(),
         }
     }
 

@@ -27,7 +27,6 @@ use baton_proto::v1::controller_server::ControllerServer;
 use baton_proto::v1::raft_server::RaftServer;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
-use tonic::transport::server::TcpIncoming;
 use tracing::{error, info};
 
 pub use config::ControllerConfig;
@@ -71,6 +70,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    let tls = baton_security::Tls::from_config(&config.tls, "controller")?;
+    if let Some(tls) = &tls {
+        let me = baton_security::Principal::Controller(config.id);
+        anyhow::ensure!(
+            tls.principal() == me,
+            "tls.cert_file names {} but this is {me}: each controller needs its own certificate",
+            tls.principal()
+        );
+    }
     let peers = config.peer_map()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
@@ -98,7 +106,7 @@ pub async fn run(
         contact.clone(),
         Duration::from_millis(config.raft.proposal_timeout_ms),
     );
-    let transport = Transport::new(config.id, driver_tx, config.limits.max_message_bytes);
+    let transport = Transport::new(config.id, driver_tx, config.limits.max_message_bytes, tls.clone());
     let quorum_contact = Arc::new(QuorumContact::default());
     let driver = Driver::new(
         config.id,
@@ -138,7 +146,7 @@ pub async fn run(
             // less two ticks (a follower's timer may fire a tick early).
             config.election_timeout().saturating_sub(Duration::from_millis(2 * config.raft.tick_ms)),
         )),
-        forwarder: Forwarder::new(config.limits.max_message_bytes),
+        forwarder: Forwarder::new(config.limits.max_message_bytes, tls.clone()),
         config: config.clone(),
         metrics: metrics::Metrics::default(),
     });
@@ -161,12 +169,15 @@ pub async fn run(
         .build_v1()
         .context("building the reflection service")?;
 
-    let max = config.limits.max_message_bytes;
+    // Per-service bounds on what a peer may make us decode: raft needs room
+    // for append batches, sessions for progress reports, the public API little.
+    let limits = &config.limits;
+    let max = limits.max_message_bytes;
     let controller = ControllerServer::new(ControllerService::new(shared.clone()))
-        .max_decoding_message_size(max)
+        .max_decoding_message_size(limits.max_request_bytes)
         .max_encoding_message_size(max);
     let sessions = BrokerSessionServer::new(BrokerSessionService::new(shared.clone()))
-        .max_decoding_message_size(max)
+        .max_decoding_message_size(limits.max_session_message_bytes)
         .max_encoding_message_size(max);
     let raft_service =
         RaftServer::new(RaftService::new(handle)).max_decoding_message_size(max).max_encoding_message_size(max);
@@ -174,18 +185,36 @@ pub async fn run(
     let local = listener.local_addr().ok();
     info!(id = config.id, listen = ?local, "controller serving");
     let (serve_stop_tx, serve_stop_rx) = oneshot::channel::<()>();
+    let policy = service::auth::Policy {
+        enforce: tls.is_some(),
+        open_reads: config.auth.open_reads,
+        request_timeout: Duration::from_millis(limits.request_timeout_ms),
+        max_inflight: limits.max_inflight_requests,
+    };
+    let accept_limits = baton_security::server::AcceptLimits {
+        max_connections: limits.max_connections,
+        handshake_timeout: Duration::from_millis(limits.handshake_timeout_ms),
+    };
+    let incoming = baton_security::server::incoming(listener, tls, accept_limits, shared.metrics.accept.clone());
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        // HTTP/2 rapid-reset and error-reset floods: a connection that
+        // provokes more than this many resets is closed (CVE-2023-44487).
+        .http2_max_pending_accept_reset_streams(Some(64))
+        .http2_max_local_error_reset_streams(Some(256))
+        .max_frame_size(Some(1 << 16))
+        .http2_max_header_list_size(Some(64 << 10))
+        .layer(service::auth::AuthLayer::new(policy))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(controller)
         .add_service(sessions)
         .add_service(raft_service)
-        // Options on the builder do not apply to an incoming stream we hand
-        // over: set TCP_NODELAY here, or every small reply waits for a
-        // delayed ACK (40 ms stalls under concurrent writes).
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async {
+        // The accept loop sets TCP_NODELAY (builder options do not apply to
+        // an incoming stream), bounds connections and does the TLS handshake.
+        .serve_with_incoming_shutdown(incoming, async {
             let _ = serve_stop_rx.await;
         });
     let server = tokio::spawn(server);

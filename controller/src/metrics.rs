@@ -51,6 +51,9 @@ pub struct Metrics {
     partitions: Gauge,
     leaderless_partitions: Gauge,
     heartbeat_age_seconds: Family<BrokerLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Connections refused by the accept loop (filled by it).
+    pub accept: std::sync::Arc<baton_security::server::AcceptStats>,
+    refused_connections: Family<ReasonLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -71,6 +74,8 @@ impl Default for Metrics {
             partitions: Gauge::default(),
             leaderless_partitions: Gauge::default(),
             heartbeat_age_seconds: Family::default(),
+            accept: Default::default(),
+            refused_connections: Family::default(),
         }
     }
 }
@@ -120,6 +125,16 @@ impl Metrics {
                 }
             }
         });
+        use std::sync::atomic::Ordering::Relaxed;
+        for (reason, count) in [
+            ("over_limit", &self.accept.over_limit),
+            ("tls_handshake", &self.accept.handshake_failed),
+            ("no_identity", &self.accept.no_identity),
+        ] {
+            self.refused_connections
+                .get_or_create(&ReasonLabel { reason: reason.to_owned() })
+                .set(count.load(Relaxed) as i64);
+        }
         let mut registry = Registry::with_prefix("baton_controller");
         self.register(&mut registry);
         let mut out = String::new();
@@ -131,6 +146,11 @@ impl Metrics {
 
     fn register(&self, r: &mut Registry) {
         r.register("heartbeats", "Broker heartbeats received", self.heartbeats.clone());
+        r.register(
+            "refused_connections",
+            "Connections closed at accept, by reason (over_limit, tls_handshake, no_identity)",
+            self.refused_connections.clone(),
+        );
         r.register("leases_granted", "Leases granted to brokers", self.leases_granted.clone());
         r.register("leader_changes", "Times this controller's raft leader changed", self.leader_changes.clone());
         r.register("fenced_brokers", "Brokers fenced by this controller, by reason", self.fences.clone());
@@ -172,11 +192,13 @@ pub async fn watch_raft(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>
     }
 }
 
-/// Serves `GET /metrics` (HTTP/1.1) on `addr` until shutdown.
+/// Serves `GET /metrics` and `GET /healthz` (HTTP/1.1, plaintext) on `addr`
+/// until shutdown. `/healthz` answers 200 while the process serves; it is
+/// for probes that cannot present a client certificate (the kubelet's).
 pub async fn serve(shared: Arc<Shared>, addr: SocketAddr, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     use axum::routing::get;
     let listener = TcpListener::bind(addr).await?;
-    let app = axum::Router::new().route(
+    let app = axum::Router::new().route("/healthz", get(|| async { "ok\n" })).route(
         "/metrics",
         get(move || {
             let shared = shared.clone();

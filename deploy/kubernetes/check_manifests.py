@@ -10,7 +10,7 @@ Kubernetes JSON schemas, so nothing else is fetched).
    A deliberately broken copy must fail, so the check cannot pass vacuously.
 2. Consistency: controller.toml in the ConfigMap parses and uses only keys
    deploy/config/controller.toml documents; its peers are exactly the
-   StatefulSet's pod DNS names, raft ids = pod ordinals; probes are gRPC on
+   StatefulSet's pod DNS names, raft ids = pod ordinals; probes are HTTP /healthz on
    the served port; the headless Service and the PodDisruptionBudget select
    the pods; the agent sidecar's --controllers names the same members;
    containers run as non-root without privilege escalation; the
@@ -22,6 +22,7 @@ import copy
 import glob
 import os
 import sys
+import re
 import tomllib
 
 import yaml
@@ -120,9 +121,12 @@ def main():
     def config_keys_known():
         conf = tomllib.loads(toml_text)
         with open(os.path.join(ROOT, "deploy", "config", "controller.toml"), "rb") as f:
-            reference = tomllib.load(f)
+            raw = f.read()
+        reference = tomllib.loads(raw.decode())
+        # Options off by default are documented commented out: `# key = ...`.
+        commented = set(re.findall(r"^# ([a-z_]+) = ", raw.decode(), re.MULTILINE))
         for key, value in conf.items():
-            assert key in reference, f"unknown key {key!r}"
+            assert key in reference or key in commented, f"unknown key {key!r}"
             if isinstance(value, dict):
                 unknown = set(value) - set(reference[key])
                 assert not unknown, f"unknown keys in [{key}]: {sorted(unknown)}"
@@ -144,10 +148,27 @@ def main():
             "BATON_ID source",
         )
 
-    def probes_are_grpc():
+    def probes_are_http_healthz():
+        # The gRPC port requires client certificates, which the kubelet
+        # cannot present: probes use /healthz on the metrics port, which
+        # must be the port metrics_listen serves.
+        http_port = next(p["containerPort"] for p in ctr["ports"] if p["name"] == "http")
+        metrics = tomllib.loads(toml_text).get("metrics_listen", "")
+        assert metrics.endswith(f":{http_port}"), f"metrics_listen {metrics!r} is not the http port {http_port}"
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             assert probe in ctr, f"{probe} missing"
-            assert_eq(ctr[probe].get("grpc", {}).get("port"), grpc_port, f"{probe} grpc port")
+            get = ctr[probe].get("httpGet", {})
+            assert_eq(get.get("path"), "/healthz", f"{probe} path")
+            assert_eq(get.get("port"), "http", f"{probe} port")
+
+    def tls_is_configured():
+        env = {e["name"]: e.get("value", "") for e in ctr.get("env", [])}
+        for key in ("BATON_TLS__CA_FILE", "BATON_TLS__CERT_FILE", "BATON_TLS__KEY_FILE"):
+            assert env.get(key, "").startswith("/etc/baton/tls/"), f"{key} not set to the mounted Secret"
+        assert "$(BATON_ID)" in env["BATON_TLS__CERT_FILE"], "each pod must present its own controller certificate"
+        mounts = {m["name"]: m["mountPath"] for m in ctr.get("volumeMounts", [])}
+        assert_eq(mounts.get("tls"), "/etc/baton/tls", "tls mount")
+        assert "plaintext" not in toml_text, "the ConfigMap must not turn TLS off"
 
     def services_and_pdb_select_pods():
         labels = pod["metadata"]["labels"]
@@ -196,7 +217,8 @@ def main():
 
     check("controller.toml keys are documented options, no per-pod id", config_keys_known)
     check("peers = StatefulSet pod DNS names, raft id = pod index", peers_are_pod_names)
-    check("startup/readiness/liveness probes are gRPC health on the served port", probes_are_grpc)
+    check("startup/readiness/liveness probes are HTTP /healthz on the metrics port", probes_are_http_healthz)
+    check("mTLS: per-pod controller certificate from the mounted Secret", tls_is_configured)
     check("headless Service, StatefulSet and PDB select the controller pods", services_and_pdb_select_pods)
     check("agent sidecar names the same controllers, API on loopback", agent_names_the_quorum)
     check("every workload runs as non-root without privilege escalation", non_root_everywhere)

@@ -87,6 +87,19 @@ pub(crate) struct Proc {
     exit: Option<ExitStatus>,
 }
 
+/// Test processes run without TLS (`tls.plaintext`, explicitly, as every
+/// binary requires) unless their environment configures TLS: the security
+/// tests (tests/tests/security.rs) run them with certificates.
+pub fn plaintext_unless_tls(env: &[(String, String)]) -> Vec<(String, String)> {
+    let tls = env.iter().any(|(k, _)| k.starts_with("BATON_TLS__") || k.starts_with("BATON_AGENT_TLS_"));
+    if tls {
+        return Vec::new();
+    }
+    [("BATON_TLS__PLAINTEXT", "true"), ("BATON_AGENT_TLS_PLAINTEXT", "true")]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .to_vec()
+}
+
 impl Proc {
     pub(crate) fn spawn(binary: &'static str, args: Vec<String>, env: Vec<(String, String)>, log: PathBuf) -> Proc {
         let mut p = Proc { child: None, args, env, binary, log, exit: None };
@@ -100,6 +113,7 @@ impl Proc {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
         let child = Command::new(bin_dir().join(self.binary))
             .args(&self.args)
+            .envs(plaintext_unless_tls(&self.env))
             .envs(self.env.iter().cloned())
             .env("RUST_LOG", std::env::var("BATON_TEST_LOG").unwrap_or_else(|_| "info,raft=info".into()))
             .stdin(Stdio::null())
@@ -158,7 +172,13 @@ impl Drop for Proc {
 
 /// Starts agent process number `index` (0-based) for `broker_id`; returns
 /// its sidecar address, its advertised endpoint and the process.
-fn spawn_agent(dir: &Path, controllers: &str, broker_id: usize, index: usize) -> (String, String, Proc) {
+fn spawn_agent(
+    dir: &Path,
+    controllers: &str,
+    broker_id: usize,
+    index: usize,
+    env: Vec<(String, String)>,
+) -> (String, String, Proc) {
     let listen = format!("127.0.0.1:{}", free_port());
     let advertised = format!("127.0.0.1:{}", 19092 + index);
     let args = vec![
@@ -174,7 +194,77 @@ fn spawn_agent(dir: &Path, controllers: &str, broker_id: usize, index: usize) ->
         format!("rack-{}", index % 3),
     ];
     let log = dir.join(format!("agent-{}.log", index + 1));
-    (listen, advertised, Proc::spawn("baton-agent", args, Vec::new(), log))
+    (listen, advertised, Proc::spawn("baton-agent", args, env, log))
+}
+
+/// A development PKI made by `batonctl certs init` for a test cluster:
+/// `ca.pem`, `controller-<id>`, `broker-<id>`, `admin-admin` and
+/// `client-reader` (`.pem` + `.key`).
+#[derive(Clone, Debug)]
+pub struct Pki {
+    pub dir: PathBuf,
+}
+
+impl Pki {
+    /// Makes the files with `batonctl certs init`.
+    pub fn init(dir: &Path, controllers: usize, brokers: usize) -> Pki {
+        let ids = |n: usize| (1..=n).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        let out = Command::new(bin_dir().join("batonctl"))
+            .args(["certs", "init", "--dir"])
+            .arg(dir)
+            .args(["--controller-ids", &ids(controllers.max(5)), "--broker-ids", &ids(brokers.max(3))])
+            .args(["--admins", "admin", "--clients", "reader"])
+            .output()
+            .expect("running batonctl certs init");
+        assert!(out.status.success(), "batonctl certs init: {}", String::from_utf8_lossy(&out.stderr));
+        Pki { dir: dir.to_path_buf() }
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// `<stem>.pem` and `<stem>.key`, e.g. stem `broker-2`.
+    pub fn pair(&self, stem: &str) -> (PathBuf, PathBuf) {
+        (self.dir.join(format!("{stem}.pem")), self.dir.join(format!("{stem}.key")))
+    }
+
+    fn env(&self, prefix: &str, stem: &str) -> Vec<(String, String)> {
+        let (cert, key) = self.pair(stem);
+        [("CA_FILE", self.ca()), ("CERT_FILE", cert), ("KEY_FILE", key)]
+            .into_iter()
+            .map(|(k, v)| (format!("{prefix}{k}"), v.to_string_lossy().into_owned()))
+            .collect()
+    }
+
+    /// Environment of controller `id`.
+    pub fn controller_env(&self, id: usize) -> Vec<(String, String)> {
+        self.env("BATON_TLS__", &format!("controller-{id}"))
+    }
+
+    /// Environment of the agent of broker `id`.
+    pub fn agent_env(&self, id: usize) -> Vec<(String, String)> {
+        self.env("BATON_AGENT_TLS_", &format!("broker-{id}"))
+    }
+
+    /// Environment of batonctl as `stem` (e.g. `admin-admin`, `client-reader`).
+    pub fn batonctl_env(&self, stem: &str) -> Vec<(String, String)> {
+        self.env("BATON_TLS__", stem)
+    }
+
+    /// A [`baton_security::Tls`] presenting `stem`'s certificate (for raw
+    /// gRPC clients in tests).
+    pub fn tls(&self, stem: &str) -> std::sync::Arc<baton_security::Tls> {
+        let (cert, key) = self.pair(stem);
+        let config = baton_security::TlsConfig {
+            ca_file: Some(self.ca()),
+            cert_file: Some(cert),
+            key_file: Some(key),
+            reload_interval_ms: 0,
+            ..Default::default()
+        };
+        baton_security::Tls::from_config(&config, "test").expect("test TLS").expect("not plaintext")
+    }
 }
 
 pub struct ClusterOptions {
@@ -188,6 +278,9 @@ pub struct ClusterOptions {
     pub faulty_disks: Vec<usize>,
     /// Serve Prometheus metrics from every controller (see `metrics_addr`).
     pub metrics: bool,
+    /// mTLS on every link: a PKI from `batonctl certs init` in the cluster's
+    /// folder ([`Cluster::pki`]); batonctl calls present the admin certificate.
+    pub tls: bool,
 }
 
 impl Default for ClusterOptions {
@@ -198,6 +291,7 @@ impl Default for ClusterOptions {
             controller_env: Vec::new(),
             faulty_disks: Vec::new(),
             metrics: false,
+            tls: false,
         }
     }
 }
@@ -216,6 +310,8 @@ pub struct Cluster {
     disks: Vec<Option<faults::DiskControl>>,
     /// Extra environment every controller gets (also those added later).
     controller_env: Vec<(String, String)>,
+    /// With `ClusterOptions::tls`.
+    pub pki: Option<Pki>,
 }
 
 impl Cluster {
@@ -228,6 +324,7 @@ impl Cluster {
             (0..options.controllers).map(|_| format!("127.0.0.1:{}", free_port())).collect();
         let peers =
             controller_addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
+        let pki = options.tls.then(|| Pki::init(&dir.path().join("pki"), options.controllers, options.agents));
         let shim = (!options.faulty_disks.is_empty()).then(|| faults::FaultFs::build(&dir.path().join("faultfs")));
         let mut disks = Vec::new();
         let mut controllers = Vec::new();
@@ -236,6 +333,9 @@ impl Cluster {
             let id = i + 1;
             let data = dir.path().join(format!("controller-{id}"));
             let mut env = options.controller_env.clone();
+            if let Some(pki) = &pki {
+                env.extend(pki.controller_env(id));
+            }
             let disk = shim.as_ref().filter(|_| options.faulty_disks.contains(&i)).map(|shim| {
                 let control = faults::DiskControl::create(dir.path().join(format!("controller-{id}.faultfs")));
                 env.extend(shim.env(&control, &data));
@@ -265,7 +365,8 @@ impl Cluster {
         let mut agent_addrs = Vec::new();
         let mut broker_endpoints = Vec::new();
         for i in 0..options.agents {
-            let (listen, advertised, proc) = spawn_agent(dir.path(), &controllers_flag, i + 1, i);
+            let env = pki.as_ref().map(|p| p.agent_env(i + 1)).unwrap_or_default();
+            let (listen, advertised, proc) = spawn_agent(dir.path(), &controllers_flag, i + 1, i, env);
             agents.push(proc);
             agent_addrs.push(listen);
             broker_endpoints.push(advertised);
@@ -282,6 +383,7 @@ impl Cluster {
             keep_logs: std::env::var_os("BATON_KEEP_LOGS").is_some(),
             disks,
             controller_env: options.controller_env.clone(),
+            pki,
         };
         cluster.wait_for_quorum(Duration::from_secs(30)).await;
         let n = options.agents;
@@ -310,7 +412,10 @@ impl Cluster {
 
     /// Runs batonctl against the given controllers only (comma-separated).
     pub fn batonctl_at(&self, controllers: &str, args: &[&str]) -> Output {
+        let env = self.pki.as_ref().map(|p| p.batonctl_env("admin-admin")).unwrap_or_default();
         Command::new(bin_dir().join("batonctl"))
+            .envs(plaintext_unless_tls(&env))
+            .envs(env)
             .arg("--controllers")
             .arg(controllers)
             .args(args)
@@ -366,7 +471,8 @@ impl Cluster {
     /// incarnation of a live broker); returns its agent index.
     pub fn add_agent(&mut self, broker_id: usize) -> usize {
         let index = self.agents.len();
-        let (listen, advertised, proc) = spawn_agent(self.dir.path(), &self.controllers_flag(), broker_id, index);
+        let env = self.pki.as_ref().map(|p| p.agent_env(broker_id)).unwrap_or_default();
+        let (listen, advertised, proc) = spawn_agent(self.dir.path(), &self.controllers_flag(), broker_id, index, env);
         self.agents.push(proc);
         self.agent_addrs.push(listen);
         self.broker_endpoints.push(advertised);

@@ -41,6 +41,18 @@ struct Flags {
     /// Serve Prometheus metrics on this address (GET /metrics).
     #[arg(long)]
     metrics_listen: Option<String>,
+    /// PEM CA bundle trusted for the controllers (mTLS).
+    #[arg(long)]
+    tls_ca: Option<std::path::PathBuf>,
+    /// PEM certificate naming spiffe://<trust-domain>/broker/<broker-id>.
+    #[arg(long)]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long)]
+    tls_key: Option<std::path::PathBuf>,
+    /// Talk to the controllers without TLS (they must run plaintext too).
+    #[arg(long)]
+    plaintext: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,6 +66,10 @@ fn main() -> anyhow::Result<()> {
         heartbeat_interval_ms: flags.heartbeat_interval_ms,
         log_format: flags.log_format,
         metrics_listen: flags.metrics_listen,
+        tls_ca: flags.tls_ca,
+        tls_cert: flags.tls_cert,
+        tls_key: flags.tls_key,
+        plaintext: flags.plaintext,
     };
     let config = load_sidecar_config(flags.config.as_deref(), &overrides)?;
 

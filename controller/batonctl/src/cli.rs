@@ -1,6 +1,8 @@
 //! The command tree: nouns (`topic`, `leader`, `broker`, `quorum`) with verbs
 //! under them, and the global flags every verb accepts before or after it.
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Default controller quorum of a local cluster (see `deploy/`).
@@ -45,6 +47,22 @@ pub struct GlobalArgs {
         value_parser = clap::value_parser!(u64).range(1..),
     )]
     pub timeout_ms: u64,
+
+    /// PEM CA bundle to trust (mTLS). Same variables as the controller's.
+    #[arg(long, global = true, env = "BATON_TLS__CA_FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM certificate naming spiffe://<trust-domain>/admin/<name> (or client/<name> for reads).
+    #[arg(long, global = true, env = "BATON_TLS__CERT_FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, global = true, env = "BATON_TLS__KEY_FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// SPIFFE trust domain of the cluster.
+    #[arg(long, global = true, env = "BATON_TLS__TRUST_DOMAIN", default_value = "baton")]
+    pub trust_domain: String,
+    /// Talk to controllers without TLS (they must run with tls.plaintext = true).
+    #[arg(long, global = true, env = "BATON_TLS__PLAINTEXT")]
+    pub plaintext: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -75,6 +93,9 @@ pub enum Command {
     /// Spread replicas evenly over the alive brokers (e.g. onto newly added
     /// ones), by count and rack, throttled, then move leadership to the
     /// preferred replicas.
+    /// Make a development CA and certificates (docs/SECURITY.md). Needs no controller.
+    #[command(subcommand)]
+    Certs(CertsCommand),
     Rebalance {
         /// At most this many replica moves.
         #[arg(long, default_value_t = 1000)]
@@ -262,3 +283,51 @@ fn parse_controller_addr(raw: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests;
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// A new CA and one certificate per controller, broker, admin and client,
+    /// written to DIR as ca.pem, ca.key, <kind>-<name>.pem and <kind>-<name>.key.
+    Init {
+        /// Output folder (created; existing files are not overwritten).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Controller ids (raft ids).
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+        controller_ids: Vec<u64>,
+        /// Broker ids.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+        broker_ids: Vec<i32>,
+        /// Admin names (may call every RPC).
+        #[arg(long, value_delimiter = ',', default_value = "admin")]
+        admins: Vec<String>,
+        /// Read-only client names.
+        #[arg(long, value_delimiter = ',')]
+        clients: Vec<String>,
+        /// DNS names and IP addresses added as SANs (for tools that check host names).
+        #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
+        hosts: Vec<String>,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+    },
+    /// One more certificate signed by the CA in DIR (ca.pem, ca.key): a new
+    /// broker, or a rotated certificate for an existing identity.
+    Issue {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The identity: controller/<id>, broker/<id>, admin/<name> or client/<name>.
+        #[arg(long)]
+        identity: String,
+        /// Output file stem (default: <kind>-<name> in DIR); writes <stem>.pem and <stem>.key.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
+        hosts: Vec<String>,
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+        /// Replace existing files (rotation).
+        #[arg(long)]
+        force: bool,
+    },
+}

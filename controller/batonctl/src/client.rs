@@ -10,11 +10,13 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use baton_proto::v1::controller_client::ControllerClient;
 use baton_proto::{ERROR_METADATA_KEY, LEADER_METADATA_KEY};
-use tonic::transport::{Channel, Endpoint};
+use baton_security::{Connector, Expect, Tls};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 /// How long to wait for a TCP + HTTP/2 connection to one controller.
@@ -211,11 +213,20 @@ pub struct Controllers {
     addrs: Vec<String>,
     request_timeout: Duration,
     connect_timeout: Duration,
+    connector: Connector,
 }
 
 impl Controllers {
+    /// Plaintext until [`Controllers::with_tls`].
     pub fn new(addrs: Vec<String>, request_timeout: Duration) -> Self {
-        Self { addrs, request_timeout, connect_timeout: CONNECT_TIMEOUT }
+        let connector = Connector::new(None, Expect::AnyController).with_connect_timeout(CONNECT_TIMEOUT);
+        Self { addrs, request_timeout, connect_timeout: CONNECT_TIMEOUT, connector }
+    }
+
+    /// Dial with mTLS (our certificate; only a controller at the other end).
+    pub fn with_tls(mut self, tls: Option<Arc<Tls>>) -> Self {
+        self.connector = Connector::new(tls, Expect::AnyController).with_connect_timeout(self.connect_timeout);
+        self
     }
 
     /// Position of `addr` in the configured list, to resume after it.
@@ -283,12 +294,11 @@ impl Controllers {
     }
 
     async fn connect(&self, addr: &str) -> Result<ControllerClient<Channel>, String> {
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        let endpoint = Connector::endpoint(addr)
             .map_err(|e| format!("invalid address: {e}"))?
-            .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true);
+            .connect_timeout(self.connect_timeout);
         // The outer bound also covers name resolution, which connect_timeout does not.
-        match tokio::time::timeout(self.connect_timeout, endpoint.connect()).await {
+        match tokio::time::timeout(self.connect_timeout, self.connector.connect(endpoint)).await {
             Ok(Ok(channel)) => Ok(ControllerClient::new(channel)),
             Ok(Err(e)) => Err(format!("connect failed: {}", innermost_cause(&e))),
             Err(_) => Err(format!("connect timed out after {} ms", self.connect_timeout.as_millis())),

@@ -16,15 +16,38 @@ use crate::cli::{BrokerCommand, Cli, Command, ElectionKind, LeaderCommand, Outpu
 use crate::client::{ClientError, Controllers, Subject};
 use crate::output;
 
+/// The TLS material of this run: flags or `BATON_TLS__*` (the controller's
+/// own variables), required unless `--plaintext`.
+fn tls(cli: &Cli) -> anyhow::Result<Option<std::sync::Arc<baton_security::Tls>>> {
+    let g = &cli.global;
+    let config = baton_security::TlsConfig {
+        plaintext: g.plaintext,
+        ca_file: g.tls_ca.clone(),
+        cert_file: g.tls_cert.clone(),
+        key_file: g.tls_key.clone(),
+        trust_domain: g.trust_domain.clone(),
+        // One short run: no reloading.
+        reload_interval_ms: 0,
+    };
+    baton_security::Tls::from_config(&config, "batonctl").context(
+        "batonctl needs --tls-ca/--tls-cert/--tls-key (or BATON_TLS__CA_FILE/CERT_FILE/KEY_FILE), \
+         or --plaintext for a cluster that runs without TLS",
+    )
+}
+
 /// Consecutive rounds of failed reconnects before `leader watch` gives up.
 const WATCH_MAX_FAILED_ROUNDS: u32 = 5;
 /// Pause between reconnect rounds of `leader watch` (times the round number).
 const WATCH_BACKOFF: Duration = Duration::from_millis(500);
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let controllers = Controllers::new(cli.global.controllers.clone(), Duration::from_millis(cli.global.timeout_ms));
+    // `certs` talks to no controller, so it needs no TLS of its own.
+    let tls = if matches!(cli.command, Command::Certs(_)) { None } else { tls(&cli)? };
+    let controllers = Controllers::new(cli.global.controllers.clone(), Duration::from_millis(cli.global.timeout_ms))
+        .with_tls(tls.clone());
     let format = cli.global.output;
     match cli.command {
+        Command::Certs(cmd) => crate::certs::run(cmd, &cli.global.trust_domain),
         Command::Topic(cmd) => topic(&controllers, format, cmd).await,
         Command::Leader(cmd) => leader(&controllers, format, cmd).await,
         Command::Broker(BrokerCommand::List) => broker_list(&controllers, format).await,
@@ -75,7 +98,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Quorum(QuorumCommand::Add { id, address, learner_only, catch_up_timeout_ms }) => {
             // The call waits for the catch-up: give it that long and more.
             let timeout = Duration::from_millis(cli.global.timeout_ms.max(u64::from(catch_up_timeout_ms) + 30_000));
-            let controllers = Controllers::new(cli.global.controllers.clone(), timeout);
+            let controllers = Controllers::new(cli.global.controllers.clone(), timeout).with_tls(tls.clone());
             let req = AddControllerRequest { id, address, learner_only, catch_up_timeout_ms };
             let resp = controllers
                 .call(|mut client| {

@@ -4,6 +4,7 @@
 //! `error: ...` line; the verbs live in [`commands`], the failover client in
 //! [`client`], the rendering in [`output`].
 
+mod certs;
 mod cli;
 mod client;
 mod commands;

@@ -39,6 +39,18 @@ struct Args {
     /// of bootstrapping a new one from --peers. Only matters on an empty data dir.
     #[arg(long)]
     join: bool,
+    /// PEM CA bundle trusted for every peer (sets tls.ca_file).
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// PEM certificate naming spiffe://<trust-domain>/controller/<id> (sets tls.cert_file).
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (sets tls.key_file).
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// Run without TLS or authentication (development only; logged as a warning).
+    #[arg(long)]
+    plaintext: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,6 +64,10 @@ fn main() -> anyhow::Result<()> {
         log_format: args.log_format,
         metrics_listen: args.metrics_listen,
         join: args.join,
+        tls_ca: args.tls_ca,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        plaintext: args.plaintext,
     })?;
     init_tracing(&config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("building the runtime")?;

@@ -15,12 +15,13 @@ use std::time::Duration;
 use baton_proto::v1::raft_client::RaftClient;
 use baton_proto::v1::raft_server::Raft;
 use baton_proto::v1::{RaftAck, RaftMessageBatch, SnapshotChunk};
+use baton_security::{Connector, Expect, Peer, Principal, Tls};
 use futures::StreamExt;
 use protobuf::Message as _;
 use raft::prelude::{Message, MessageType};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
@@ -41,6 +42,7 @@ pub(crate) struct Transport {
     peers: HashMap<u64, (String, mpsc::Sender<Message>)>,
     driver: mpsc::Sender<DriverMsg>,
     max_message_bytes: usize,
+    tls: Option<Arc<Tls>>,
     /// Links run on the runtime that serves gRPC, never on the driver's
     /// own thread (which blocks in fsync).
     runtime: tokio::runtime::Handle,
@@ -50,9 +52,14 @@ impl Transport {
     /// No links yet: the driver calls [`Transport::set_members`] once it
     /// knows the configuration.
     /// Call on the serving runtime: its handle is kept for the links.
-    pub(crate) fn new(self_id: u64, driver: mpsc::Sender<DriverMsg>, max_message_bytes: usize) -> Transport {
+    pub(crate) fn new(
+        self_id: u64,
+        driver: mpsc::Sender<DriverMsg>,
+        max_message_bytes: usize,
+        tls: Option<Arc<Tls>>,
+    ) -> Transport {
         let runtime = tokio::runtime::Handle::current();
-        Transport { self_id, peers: HashMap::new(), driver, max_message_bytes, runtime }
+        Transport { self_id, peers: HashMap::new(), driver, max_message_bytes, tls, runtime }
     }
 
     /// Keeps exactly one sender task per member of the raft configuration
@@ -76,6 +83,9 @@ impl Transport {
                 addr: addr.clone(),
                 driver: self.driver.clone(),
                 max_message_bytes: self.max_message_bytes,
+                // With mTLS, a link talks only to the controller it is for.
+                connector: Connector::new(self.tls.clone(), Expect::Controller(id))
+                    .with_connect_timeout(Duration::from_millis(500)),
             };
             self.runtime.spawn(link.run(rx));
         }
@@ -119,6 +129,7 @@ struct PeerLink {
     addr: String,
     driver: mpsc::Sender<DriverMsg>,
     max_message_bytes: usize,
+    connector: Connector,
 }
 
 impl PeerLink {
@@ -149,13 +160,11 @@ impl PeerLink {
     }
 
     async fn connect(&self) -> Result<RaftClient<Channel>, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(format!("http://{}", self.addr))?
+        let endpoint = Connector::endpoint(&self.addr)?
             .connect_timeout(Duration::from_millis(500))
-            .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .connect()
-            .await?;
+            .keep_alive_timeout(Duration::from_secs(5));
+        let channel = self.connector.connect(endpoint).await?;
         Ok(RaftClient::new(channel)
             .max_decoding_message_size(self.max_message_bytes)
             .max_encoding_message_size(self.max_message_bytes))
@@ -242,6 +251,11 @@ async fn send_snapshot(mut client: RaftClient<Channel>, from: u64, mut msg: Mess
     let _ = driver.send(DriverMsg::SnapshotDone { to, ok }).await;
 }
 
+/// The identity the connection proved (none on a plaintext listener).
+fn proven<T>(request: &Request<T>) -> Option<Principal> {
+    request.extensions().get::<Peer>().and_then(|p| p.principal.clone())
+}
+
 /// The incoming side: `baton.v1.Raft` on every controller.
 pub struct RaftService {
     handle: RaftHandle,
@@ -255,8 +269,16 @@ impl RaftService {
     }
 
     /// Only controllers this node knows (configured peers, or added through
-    /// a membership change) may send raft messages.
-    fn check_peer(&self, from: u64) -> Result<(), Status> {
+    /// a membership change) may send raft messages, and with mTLS only as
+    /// the controller their certificate names (the auth layer already
+    /// refused every identity that is not a controller).
+    fn check_peer(&self, from: u64, proven: Option<&Principal>) -> Result<(), Status> {
+        if let Some(p) = proven
+            && *p != Principal::Controller(from)
+        {
+            warn!(identity = %p, claimed = from, "refused raft messages claiming another controller's id");
+            return Err(Status::permission_denied(format!("{p} may not send raft messages as controller {from}")));
+        }
         if from != self.handle.id() && self.members.address(from).is_some() {
             Ok(())
         } else {
@@ -268,10 +290,11 @@ impl RaftService {
 #[tonic::async_trait]
 impl Raft for RaftService {
     async fn send(&self, request: Request<Streaming<RaftMessageBatch>>) -> Result<Response<RaftAck>, Status> {
+        let proven = proven(&request);
         let mut stream = request.into_inner();
         while let Some(batch) = stream.next().await {
             let batch = batch?;
-            self.check_peer(batch.from)?;
+            self.check_peer(batch.from, proven.as_ref())?;
             for bytes in batch.messages {
                 let msg = Message::parse_from_bytes(&bytes)
                     .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))?;
@@ -285,9 +308,10 @@ impl Raft for RaftService {
     }
 
     async fn send_snapshot(&self, request: Request<Streaming<SnapshotChunk>>) -> Result<Response<RaftAck>, Status> {
+        let proven = proven(&request);
         let mut stream = request.into_inner();
         let first = stream.next().await.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
-        self.check_peer(first.from)?;
+        self.check_peer(first.from, proven.as_ref())?;
         if first.total_len > MAX_SNAPSHOT_BYTES {
             return Err(Status::invalid_argument(format!("snapshot of {} bytes is over the bound", first.total_len)));
         }

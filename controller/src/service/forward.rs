@@ -3,14 +3,16 @@
 //! `baton-leader` hint instead, so requests never loop during elections.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use baton_proto::FORWARDED_METADATA_KEY;
 use baton_proto::v1::broker_session_client::BrokerSessionClient;
 use baton_proto::v1::controller_client::ControllerClient;
+use baton_security::{Connector, Expect, Tls};
 use dashmap::DashMap;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use super::not_leader;
@@ -28,11 +30,14 @@ pub enum Route {
 pub struct Forwarder {
     channels: DashMap<String, Channel>,
     max_message_bytes: usize,
+    /// With mTLS: this controller's certificate, and only a controller at the other end.
+    connector: Connector,
 }
 
 impl Forwarder {
-    pub fn new(max_message_bytes: usize) -> Forwarder {
-        Forwarder { channels: DashMap::new(), max_message_bytes }
+    pub fn new(max_message_bytes: usize, tls: Option<Arc<Tls>>) -> Forwarder {
+        let connector = Connector::new(tls, Expect::AnyController).with_connect_timeout(Duration::from_millis(500));
+        Forwarder { channels: DashMap::new(), max_message_bytes, connector }
     }
 
     /// Decides where a write goes, or refuses it with a leader hint.
@@ -54,11 +59,10 @@ impl Forwarder {
         if let Some(c) = self.channels.get(addr) {
             return Ok(c.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
+        let endpoint = Connector::endpoint(addr)
             .map_err(|e| Status::internal(format!("bad leader address {addr}: {e}")))?
-            .connect_timeout(Duration::from_millis(500))
-            .tcp_nodelay(true)
-            .connect_lazy();
+            .connect_timeout(Duration::from_millis(500));
+        let channel = self.connector.lazy(endpoint);
         self.channels.insert(addr.to_string(), channel.clone());
         Ok(channel)
     }

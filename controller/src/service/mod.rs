@@ -5,6 +5,7 @@
 //! Errors leave as statuses carrying `baton-error` (a typed [`ErrorCode`]
 //! name) and, when this node is not the leader, `baton-leader`.
 
+pub mod auth;
 pub mod controller;
 pub mod convert;
 pub mod forward;

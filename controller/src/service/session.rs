@@ -7,19 +7,21 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use baton_proto::v1 as pb;
+use baton_proto::v1::ErrorCode;
 use baton_proto::v1::broker_session_server::BrokerSession;
 use baton_proto::v1::session_request::Kind as RequestKind;
 use baton_proto::v1::session_response::Kind as ResponseKind;
+use baton_security::Peer;
 use baton_state_machine::{BrokerState, Command, FenceReason, Outcome, StateError};
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
 use super::convert::{self, UpdateCursor};
 use super::forward::Route;
-use super::{invalid, not_leader, propose_error, state_error};
+use super::{auth, invalid, not_leader, propose_error, state_error, typed_status};
 use crate::{Shared, active};
 
 /// Bound on messages queued toward one agent.
@@ -49,6 +51,7 @@ impl BrokerSession for BrokerSessionService {
         &self,
         request: Request<pb::RegisterBrokerRequest>,
     ) -> Result<Response<pb::RegisterBrokerResponse>, Status> {
+        auth::authorize_broker(request.extensions().get::<Peer>(), request.get_ref().broker_id)?;
         if let Route::Leader(addr) = self.shared.forwarder.route(&self.shared.raft, &request)? {
             let inner = request.into_inner();
             return self
@@ -94,6 +97,7 @@ impl BrokerSession for BrokerSessionService {
         if !shared.raft.status().leader_ready || !shared.liveness.is_leader() {
             return Err(not_leader(&shared.raft));
         }
+        let peer = request.extensions().get::<Peer>().cloned();
         let mut inbound = request.into_inner();
         let first = match tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, inbound.message()).await {
             Ok(Ok(Some(pb::SessionRequest { kind: Some(RequestKind::Heartbeat(h)) }))) => h,
@@ -101,12 +105,39 @@ impl BrokerSession for BrokerSessionService {
             Ok(_) => return Err(invalid("a session must open with a heartbeat")),
             Err(_) => return Err(invalid("no heartbeat within 10 s of opening the session")),
         };
+        auth::authorize_broker(peer.as_ref(), first.broker_id)?;
         check_broker(&shared, &first)?;
         let session = shared.liveness.open_session(first.broker_id, first.broker_epoch, Instant::now());
         debug!(broker = first.broker_id, epoch = first.broker_epoch, session, "session opened");
         let (tx, rx) = mpsc::channel(SESSION_QUEUE);
         tokio::spawn(run_session(shared, first, inbound, tx, session));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// A token bucket: `rate` tokens a second, holding at most `rate`.
+struct RateBucket {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl RateBucket {
+    fn new(rate: u32, now: Instant) -> RateBucket {
+        let rate = f64::from(rate.max(1));
+        RateBucket { rate, tokens: rate, at: now }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
     }
 }
 
@@ -145,6 +176,7 @@ async fn run_session(
     // must never stop this task from answering heartbeats (the broker would
     // lose every lease it holds while it waits).
     let pump = tokio::spawn(pump_updates(shared.clone(), broker, first.metadata_version, tx.clone()));
+    let mut rate = RateBucket::new(shared.config.limits.max_heartbeats_per_second, Instant::now());
     let end = async {
         if let Err(e) = on_heartbeat(&shared, &first, &tx).await {
             let _ = tx.send(Err(e)).await;
@@ -156,6 +188,16 @@ async fn run_session(
                     Ok(Some(pb::SessionRequest { kind: Some(RequestKind::Heartbeat(h)) })) => {
                         let result = if h.broker_id != broker || h.broker_epoch != epoch {
                             Err(invalid("a session carries one broker id and epoch"))
+                        } else if !rate.take(Instant::now()) {
+                            warn!(broker, "heartbeat rate above the bound; closing the session");
+                            Err(typed_status(
+                                Code::ResourceExhausted,
+                                ErrorCode::RateLimited,
+                                format!(
+                                    "more than {} heartbeats per second",
+                                    shared.config.limits.max_heartbeats_per_second
+                                ),
+                            ))
                         } else {
                             on_heartbeat(&shared, &h, &tx).await
                         };

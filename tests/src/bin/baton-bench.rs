@@ -447,6 +447,7 @@ impl Proc {
         let log = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let child = Command::new(bin)
             .args(args)
+            .envs(baton_tests::plaintext_unless_tls(env))
             .envs(env.iter().cloned())
             .env("NO_COLOR", "1")
             .env("RUST_LOG", std::env::var("BATON_BENCH_LOG").unwrap_or_else(|_| "info,raft=warn,h2=warn".into()))
@@ -578,6 +579,8 @@ impl Cluster {
         for &id in lib_agents {
             let mut config = AgentConfig::new(id, controller_addrs.clone(), format!("127.0.0.1:{}", 19090 + id));
             config.rack = format!("rack-{id}");
+            // The bench measures the control plane, on loopback, without TLS.
+            config.tls = baton_security::TlsConfig { plaintext: true, ..Default::default() };
             cluster.agents.push(Agent::start(config));
             expected += 1;
         }
