@@ -39,6 +39,15 @@ pub struct AgentConfig {
     /// broker's leadership away (controlled shutdown) before stopping
     /// anyway. Zero: stop at once (the controller then fails over).
     pub shutdown_drain_timeout: Duration,
+    /// The data plane grows ISRs by request ([`crate::Agent::request_isr_expansion`]):
+    /// as leader it counts a follower in its high watermark from the moment
+    /// it asks for that follower's addition until its view answers, so the
+    /// controller adds followers to the ISRs this broker leads only when it
+    /// asks. Declared in every heartbeat; set it before `Agent::start` and
+    /// never for a data plane that does not do both halves. Default false:
+    /// the controller grows this leader's ISRs from reported offsets
+    /// (docs/SAFETY.md, "ISR growth").
+    pub isr_expansion_by_request: bool,
 }
 
 impl AgentConfig {
@@ -54,6 +63,7 @@ impl AgentConfig {
             incarnation_id: None,
             max_progress_per_heartbeat: DEFAULT_MAX_PROGRESS_PER_HEARTBEAT,
             shutdown_drain_timeout: DEFAULT_SHUTDOWN_DRAIN_TIMEOUT,
+            isr_expansion_by_request: false,
         }
     }
 

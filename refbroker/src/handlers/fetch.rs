@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::{code, hint};
 use crate::Broker;
+use crate::replica::IsrView;
 
 /// Bound on a fetch's long poll, whatever it asks.
 const MAX_FETCH_WAIT: Duration = Duration::from_secs(30);
@@ -67,8 +68,30 @@ fn read(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchResponse
                     };
                     let replica = broker.replicas.get_or_create(&view.topic, fp.partition);
                     replica.ensure_leader(epoch);
-                    if follower >= 0 {
-                        replica.follower_fetched(follower, fp.fetch_offset, epoch, &view.isr, me);
+                    if follower >= 0
+                        && let Some(ask) =
+                            replica.follower_fetched(follower, fp.fetch_offset, epoch, IsrView::from(&view), me)
+                    {
+                        // Already counted in the high watermark: now ask.
+                        match broker.agent.request_isr_expansion(
+                            name,
+                            fp.partition,
+                            epoch,
+                            ask.partition_epoch,
+                            follower,
+                        ) {
+                            Ok(()) => tracing::info!(
+                                topic = name,
+                                partition = fp.partition,
+                                follower,
+                                partition_epoch = ask.partition_epoch,
+                                "follower caught up: asked to add it to the ISR"
+                            ),
+                            // It stays counted until the next partition epoch; harmless.
+                            Err(refused) => {
+                                tracing::debug!(topic = name, partition = fp.partition, follower, %refused, "ISR expansion not requested")
+                            }
+                        }
                     }
                     let marks = replica.marks();
                     p.high_watermark = marks.high_watermark;
