@@ -547,6 +547,11 @@ impl Liveness {
 
         // Expand on request: only while the requester still leads at the
         // request's epochs, with the request's partition epoch as the token.
+        // A request none of whose followers may join (fenced, or gone) is
+        // answered with the ISR unchanged: the leader counts those followers
+        // in its high watermark until a newer partition epoch reaches it, so
+        // silence would stall its acks=all writes for good.
+        let mut answers: HashSet<(Arc<str>, i32)> = HashSet::new();
         let expansions: Vec<((Arc<str>, i32), ExpansionRequest)> = inner.expansions.drain().collect();
         for (key, request) in expansions {
             let Ok(record) = state.partition(&key.0, key.1) else { continue };
@@ -565,7 +570,7 @@ impl Liveness {
                 })
                 .collect();
             if joining.is_empty() {
-                continue;
+                answers.insert(key.clone());
             }
             let entry =
                 changes.entry(key).or_insert_with(|| (record.partition_epoch, record.isr.iter().copied().collect()));
@@ -638,9 +643,10 @@ impl Liveness {
             .into_iter()
             .filter_map(|((topic, partition), (partition_epoch, isr))| {
                 let record = state.partition(&topic, partition).ok()?;
-                // Keep replica order; skip no-op changes.
+                // Keep replica order; skip no-op changes but answers.
                 let new_isr: Vec<BrokerId> = record.replicas.iter().copied().filter(|b| isr.contains(b)).collect();
-                (new_isr != record.isr && !new_isr.is_empty()).then(|| IsrChange {
+                let answer = answers.contains(&(topic.clone(), partition));
+                ((new_isr != record.isr || answer) && !new_isr.is_empty()).then(|| IsrChange {
                     topic: topic.to_string(),
                     partition,
                     partition_epoch,

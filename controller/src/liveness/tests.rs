@@ -392,6 +392,34 @@ fn a_leader_that_grows_isrs_by_request_is_never_grown_from_reports() {
     assert!(l.isr_changes(&state, later).is_empty(), "proposed twice from one request");
 }
 
+/// A follower the leader counts as pending but that cannot join (here it
+/// was fenced after the leader asked) gets an answer anyway: the ISR
+/// unchanged at a new partition epoch, which tells the leader to stop
+/// counting it. Without it the leader's high watermark stalled for good
+/// (found by the e2e test: a fetch long-polling from a broker killed -9).
+#[test]
+fn a_request_for_a_follower_that_cannot_join_is_answered_with_the_isr_unchanged() {
+    use baton_state_machine::FenceReason;
+    let (mut state, index, p, follower) = follower_fenced_and_registered_again();
+    let record = state.partition("t", 0).expect("partition").clone();
+    let l = liveness(true);
+    let t0 = Instant::now();
+    l.set_leader(true, 1, t0, index + 2);
+    let ask = expansion(record.partition_epoch, record.leader_epoch, &[follower]);
+    heartbeat_with(&l, &state, p.leader, true, vec![ask]);
+    let epoch = state.broker(follower).map(|b| b.epoch).expect("epoch");
+    let fence = Command::FenceBroker { broker_id: follower, broker_epoch: epoch, reason: FenceReason::SessionTimeout };
+    state.apply(index + 3, &fence);
+    assert_eq!(state.partition("t", 0).expect("p").partition_epoch, record.partition_epoch, "the fence changed t/0");
+    let changes = l.isr_changes(&state, t0 + Duration::from_secs(5));
+    assert_eq!(changes.len(), 1, "no answer: {changes:?}");
+    assert_eq!((changes[0].partition_epoch, &changes[0].new_isr), (record.partition_epoch, &record.isr));
+    let applied = state.apply(index + 4, &Command::AlterIsr { changes });
+    assert!(applied.outcome.is_ok(), "{:?}", applied.outcome);
+    let after = state.partition("t", 0).expect("p");
+    assert!(after.partition_epoch > record.partition_epoch && after.isr == record.isr, "{after:?}");
+}
+
 #[test]
 fn a_request_overtaken_by_another_change_is_not_proposed() {
     let (mut state, index, p, follower) = follower_fenced_and_registered_again();
