@@ -13,6 +13,7 @@ use crate::checks::NotLeader;
 use crate::config::AgentConfig;
 use crate::events::{LeadershipEvent, PartitionView};
 use crate::lease::Lease;
+use crate::progress::{IsrRequestRefused, IsrRequests};
 use crate::session::Session;
 use crate::table::Table;
 
@@ -76,6 +77,8 @@ pub(crate) struct Shared {
     /// The metadata version at which the controller said our controlled
     /// shutdown is committed (from a HeartbeatAck with `drained`).
     pub(crate) drained_at: watch::Sender<Option<u64>>,
+    /// The leader's pending ISR-expansion requests, repeated by heartbeats.
+    pub(crate) isr_requests: IsrRequests,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -146,6 +149,7 @@ impl Agent {
             stopped: watch::channel(false).0,
             draining: watch::channel(false).0,
             drained_at: watch::channel(None).0,
+            isr_requests: IsrRequests::default(),
             task: Mutex::new(None),
         };
         Agent { shared: Arc::new(shared) }
@@ -190,6 +194,42 @@ impl Agent {
     #[inline]
     pub fn record_replica_progress(&self, topic: &str, partition: i32, log_end_offset: i64) {
         self.shared.table.record_progress(topic, partition, log_end_offset);
+    }
+
+    /// As leader of `topic`/`partition` at `leader_epoch`, asks the
+    /// controller to add `follower` to the ISR (KIP-497's AlterPartition,
+    /// growth only); the request is the one made at `partition_epoch`, the
+    /// partition epoch of the view the data plane decided on. Meant for a
+    /// data plane configured with [`AgentConfig::isr_expansion_by_request`].
+    ///
+    /// The data plane's half of the contract, which makes acks=all safe
+    /// while the ISR grows:
+    /// - ask only for a replica whose fetch offset reached the high
+    ///   watermark and the start offset of the current leader epoch (its log
+    ///   then holds every write acknowledged so far, by this leader or an
+    ///   earlier one);
+    /// - from the moment it asks (before calling this), count the follower in
+    ///   the high watermark, as if it were in the ISR (the "maximal ISR");
+    /// - keep counting it until a view with a partition epoch above
+    ///   `partition_epoch` arrives: then the follower is in the ISR, or the
+    ///   controller refused or overtook the request, and the data plane may
+    ///   forget it (and ask again at the new epoch if it is still caught up).
+    ///
+    /// The agent sends the request with every heartbeat (a new active
+    /// controller holds none) until its view's partition epoch passes it.
+    /// Not on the check path: takes a lock and may allocate. Refused when the
+    /// view already disagrees (this broker does not lead at that epoch, or
+    /// the partition epoch moved on) or at [`crate::MAX_ISR_REQUESTS`].
+    pub fn request_isr_expansion(
+        &self,
+        topic: &str,
+        partition: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        follower: i32,
+    ) -> Result<(), IsrRequestRefused> {
+        let view = self.shared.table.partition(topic, partition);
+        self.shared.isr_requests.request(view.as_ref(), leader_epoch, partition_epoch, follower)
     }
 
     /// Leadership changes, one event per applied update. Bounded

@@ -48,6 +48,15 @@ pub struct AgentConfig {
     /// `spiffe://<trust-domain>/broker/<broker_id>`), key and CA. TLS is
     /// required unless `tls.plaintext` is set explicitly.
     pub tls: baton_security::TlsConfig,
+    /// The data plane grows ISRs by request ([`crate::Agent::request_isr_expansion`]):
+    /// as leader it counts a follower in its high watermark from the moment
+    /// it asks for that follower's addition until its view answers, so the
+    /// controller adds followers to the ISRs this broker leads only when it
+    /// asks. Declared in every heartbeat; set it before `Agent::start` and
+    /// never for a data plane that does not do both halves. Default false:
+    /// the controller grows this leader's ISRs from reported offsets
+    /// (docs/SAFETY.md, "ISR growth").
+    pub isr_expansion_by_request: bool,
 }
 
 impl AgentConfig {
@@ -71,6 +80,7 @@ impl AgentConfig {
                 tracing::error!(error = %format!("{e:#}"), "ignoring the BATON_AGENT_TLS_* environment");
                 baton_security::TlsConfig::default()
             }),
+            isr_expansion_by_request: false,
         }
     }
 

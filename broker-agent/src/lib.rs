@@ -7,6 +7,9 @@
 //!   no lock, no await and no allocation on the Ok path.
 //! - [`Agent::record_produce`] / [`Agent::record_replica_progress`]: O(1);
 //!   the next heartbeat carries the changed offsets.
+//! - [`Agent::request_isr_expansion`]: a leader asks for a caught-up
+//!   follower's addition to the ISR (with
+//!   [`AgentConfig::isr_expansion_by_request`]); see its contract.
 //! - [`Agent::subscribe`]: one [`LeadershipEvent`] per applied update.
 //! - [`Agent::shutdown`]: suspend, tell the controller, stop.
 //!
@@ -29,6 +32,7 @@ pub use agent::{Agent, AgentError, AgentStatus, EVENT_CHANNEL_CAPACITY};
 pub use checks::{NotLeader, RefusalReason, kafka_error};
 pub use config::{AgentConfig, LogFormat, SidecarConfig};
 pub use events::{ChangeKind, LeadershipEvent, PartitionChange, PartitionView};
+pub use progress::{IsrRequestRefused, MAX_ISR_REQUESTS};
 pub use sidecar::{SidecarListener, run};
 
 #[doc(hidden)]

@@ -373,6 +373,11 @@ impl Session {
             progress,
             shutting_down,
             controlled_shutdown: *self.shared.draining.borrow(),
+            isr_expansion_by_request: self.shared.config.isr_expansion_by_request,
+            isr_expansions: self
+                .shared
+                .isr_requests
+                .for_heartbeat(self.shared.config.max_progress_per_heartbeat, |t, p| self.shared.table.partition(t, p)),
         };
         self.shared.lease.record_send(seq, now_nanos());
         SessionRequest { kind: Some(session_request::Kind::Heartbeat(heartbeat)) }

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use baton_proto::v1::{LeadershipUpdate, PartitionInfo, ReplicaProgress};
+use baton_proto::v1::{IsrExpansionRequest, LeadershipUpdate, PartitionInfo, ReplicaProgress};
 
 use crate::agent::Agent;
 use crate::config::AgentConfig;
@@ -43,6 +43,12 @@ pub fn suspend(agent: &Agent) {
 /// What the next heartbeat would carry.
 pub fn drain_progress(agent: &Agent, max: usize) -> Vec<ReplicaProgress> {
     agent.shared().table.drain_progress(max)
+}
+
+/// The ISR-expansion requests the next heartbeat would carry.
+pub fn isr_requests(agent: &Agent, max: usize) -> Vec<IsrExpansionRequest> {
+    let table = &agent.shared().table;
+    agent.shared().isr_requests.for_heartbeat(max, |t, p| table.partition(t, p))
 }
 
 /// A partition entry for an update.

@@ -12,12 +12,21 @@
 //!   not caught up for `replica_lag_max` leaves the ISR, one caught up again
 //!   rejoins. Changes are proposed in one batched AlterIsr entry whose
 //!   partition epochs act as compare-and-swap tokens.
+//! - ISR growth depends on the LEADER's data plane. One that declares
+//!   `isr_expansion_by_request` in its heartbeats (the reference broker)
+//!   computes its high watermark over the ISR plus the followers it asked
+//!   for, so the controller adds a follower to an ISR it leads only on its
+//!   request, at the partition epoch the request names (KIP-497). For a
+//!   leader that never declared it in this term, the old rule: a follower
+//!   rejoins once its reported LEO reached the leader's previous report
+//!   (such a data plane keeps the acks=all window docs/SAFETY.md describes).
+//!   A leader not yet heard from in this term gets neither.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use baton_state_machine::{BrokerId, BrokerState, IsrChange, NO_LEADER, State};
+use baton_state_machine::{BrokerId, BrokerState, IsrChange, NO_LEADER, Partition, State};
 use parking_lot::Mutex;
 
 use crate::config::LivenessConfig;
@@ -41,6 +50,49 @@ struct BrokerLive {
     last_grant: Option<Instant>,
     /// When this controller first heard from this registration.
     since: Instant,
+    /// How ISRs this broker leads grow; Unknown until a heartbeat says.
+    isr_growth: IsrGrowth,
+}
+
+/// How the ISR of a partition grows, by its leader's data plane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IsrGrowth {
+    /// No heartbeat from this registration in this term yet: grow nothing.
+    Unknown,
+    /// From reported log end offsets (the leader does not use the handshake).
+    FromReports,
+    /// Only on the leader's request (sticky for the registration and term).
+    ByRequest,
+}
+
+/// A leader's pending request to add followers, checked when it arrived
+/// and again when proposed.
+struct ExpansionRequest {
+    leader: BrokerId,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    followers: BTreeSet<BrokerId>,
+}
+
+/// One ISR-expansion request as a heartbeat carries it.
+pub struct IsrExpansion {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub followers: Vec<BrokerId>,
+}
+
+impl From<&baton_proto::v1::IsrExpansionRequest> for IsrExpansion {
+    fn from(r: &baton_proto::v1::IsrExpansionRequest) -> IsrExpansion {
+        IsrExpansion {
+            topic: Arc::from(r.topic.as_str()),
+            partition: r.partition,
+            leader_epoch: r.leader_epoch,
+            partition_epoch: r.partition_epoch,
+            followers: r.followers.clone(),
+        }
+    }
 }
 
 impl BrokerLive {
@@ -54,6 +106,7 @@ impl BrokerLive {
             fencing: false,
             last_grant: None,
             since: heard,
+            isr_growth: IsrGrowth::Unknown,
         }
     }
 }
@@ -104,6 +157,8 @@ struct Inner {
     progress: HashMap<(Arc<str>, i32), PartitionProgress>,
     /// Brokers that may have a replica ready to rejoin an ISR.
     rejoin_candidates: HashSet<BrokerId>,
+    /// Leaders' ISR-expansion requests: (topic, partition) → request.
+    expansions: HashMap<(Arc<str>, i32), ExpansionRequest>,
 }
 
 pub struct Liveness {
@@ -403,8 +458,59 @@ impl Liveness {
         }
     }
 
+    /// Records what a heartbeat of `broker` at `epoch` says about ISR growth:
+    /// whether its data plane grows the ISRs it leads by request (sticky for
+    /// the registration in this term: once declared, reports alone never
+    /// grow them again), and its requests. A request is kept only when its
+    /// sender leads the partition at `leader_epoch` and `partition_epoch` is
+    /// the partition's current one; a stale one is ignored (the agent drops
+    /// it once its view moves past, and the data plane asks again).
+    pub fn record_isr_requests(
+        &self,
+        state: &State,
+        broker: BrokerId,
+        epoch: u64,
+        by_request: bool,
+        requests: impl Iterator<Item = IsrExpansion>,
+    ) {
+        let mut inner = self.inner.lock();
+        if inner.leader_since.is_none() {
+            return;
+        }
+        let Some(live) = inner.brokers.get_mut(&broker).filter(|l| l.epoch == epoch) else { return };
+        let mut requests = requests.peekable();
+        if by_request || requests.peek().is_some() {
+            live.isr_growth = IsrGrowth::ByRequest;
+        } else if live.isr_growth == IsrGrowth::Unknown {
+            live.isr_growth = IsrGrowth::FromReports;
+        }
+        for r in requests {
+            let Ok(record) = state.partition(&r.topic, r.partition) else { continue };
+            if !names_current(record, broker, r.leader_epoch, r.partition_epoch) {
+                continue;
+            }
+            let followers: BTreeSet<BrokerId> = r
+                .followers
+                .iter()
+                .copied()
+                .filter(|f| *f != broker && record.replicas.contains(f) && !record.isr.contains(f))
+                .collect();
+            if followers.is_empty() {
+                continue;
+            }
+            let request = ExpansionRequest {
+                leader: broker,
+                leader_epoch: r.leader_epoch,
+                partition_epoch: r.partition_epoch,
+                followers,
+            };
+            inner.expansions.insert((r.topic, r.partition), request);
+        }
+    }
+
     /// ISR changes due now: followers lagging past `replica_lag_max` leave,
-    /// caught-up replicas of rejoin candidates come back.
+    /// requested followers join, and caught-up replicas of rejoin candidates
+    /// come back where their leader grows ISRs from reports.
     pub fn isr_changes(&self, state: &State, now: Instant) -> Vec<IsrChange> {
         let mut inner = self.inner.lock();
         if inner.leader_since.is_none() {
@@ -439,8 +545,41 @@ impl Liveness {
             }
         }
 
-        // Expand: replicas of candidate brokers that caught up with their
-        // leader, judged on offsets reported in this term. A partition with
+        // Expand on request: only while the requester still leads at the
+        // request's epochs, with the request's partition epoch as the token.
+        // A request none of whose followers may join (fenced, or gone) is
+        // answered with the ISR unchanged: the leader counts those followers
+        // in its high watermark until a newer partition epoch reaches it, so
+        // silence would stall its acks=all writes for good.
+        let mut answers: HashSet<(Arc<str>, i32)> = HashSet::new();
+        let expansions: Vec<((Arc<str>, i32), ExpansionRequest)> = inner.expansions.drain().collect();
+        for (key, request) in expansions {
+            let Ok(record) = state.partition(&key.0, key.1) else { continue };
+            if !names_current(record, request.leader, request.leader_epoch, request.partition_epoch) {
+                continue;
+            }
+            let joining: Vec<BrokerId> = request
+                .followers
+                .iter()
+                .copied()
+                .filter(|f| {
+                    !record.isr.contains(f)
+                        && state
+                            .broker(*f)
+                            .is_some_and(|b| matches!(b.state, BrokerState::Alive | BrokerState::Drained))
+                })
+                .collect();
+            if joining.is_empty() {
+                answers.insert(key.clone());
+            }
+            let entry =
+                changes.entry(key).or_insert_with(|| (record.partition_epoch, record.isr.iter().copied().collect()));
+            entry.1.extend(joining);
+        }
+
+        // Expand from reports: replicas of candidate brokers that caught up
+        // with their leader, judged on offsets reported in this term, where
+        // the leader is known (in this term) not to grow ISRs by request. A partition with
         // no report at all (a data plane that reports no progress) rejoins
         // once this leader has led for a lease, by which time every agent
         // that reports has re-sent its offsets to it.
@@ -458,6 +597,21 @@ impl Liveness {
                 let Ok(record) = state.partition(topic, partition) else { continue };
                 if record.isr.contains(&broker) || record.leader == NO_LEADER {
                     continue;
+                }
+                let leader_epoch_now = state.broker(record.leader).map(|b| b.epoch);
+                let growth = inner
+                    .brokers
+                    .get(&record.leader)
+                    .filter(|l| Some(l.epoch) == leader_epoch_now)
+                    .map_or(IsrGrowth::Unknown, |l| l.isr_growth);
+                match growth {
+                    IsrGrowth::FromReports => {}
+                    // Its leader asks when the replica is caught up.
+                    IsrGrowth::ByRequest => continue,
+                    IsrGrowth::Unknown => {
+                        still_behind = true;
+                        continue;
+                    }
                 }
                 let key: (Arc<str>, i32) = (Arc::from(topic), partition);
                 let replicas = inner.progress.get(&key).map(|p| &p.replicas);
@@ -489,9 +643,10 @@ impl Liveness {
             .into_iter()
             .filter_map(|((topic, partition), (partition_epoch, isr))| {
                 let record = state.partition(&topic, partition).ok()?;
-                // Keep replica order; skip no-op changes.
+                // Keep replica order; skip no-op changes but answers.
                 let new_isr: Vec<BrokerId> = record.replicas.iter().copied().filter(|b| isr.contains(b)).collect();
-                (new_isr != record.isr && !new_isr.is_empty()).then(|| IsrChange {
+                let answer = answers.contains(&(topic.clone(), partition));
+                ((new_isr != record.isr || answer) && !new_isr.is_empty()).then(|| IsrChange {
                     topic: topic.to_string(),
                     partition,
                     partition_epoch,
@@ -503,6 +658,11 @@ impl Liveness {
         out.truncate(MAX_ISR_CHANGES_PER_ENTRY);
         out
     }
+}
+
+/// Whether a request from `leader` at these epochs matches the partition now.
+fn names_current(record: &Partition, leader: BrokerId, leader_epoch: i32, partition_epoch: i32) -> bool {
+    record.leader == leader && record.leader_epoch == leader_epoch && record.partition_epoch == partition_epoch
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use crate::Broker;
 use crate::batch::parse_batches;
 use crate::client::Connection;
-use crate::replica::{Partition, WrongRole};
+use crate::replica::{IsrView, Partition, WrongRole};
 use crate::wire::WireError;
 
 const SWEEP_INTERVAL: Duration = Duration::from_millis(200);
@@ -82,7 +82,7 @@ fn sweep(broker: &Arc<Broker>, fetchers: &mut HashMap<Key, JoinHandle<()>>, repo
             if let Ok(epoch) = broker.agent.check_produce(&v.topic, v.partition) {
                 let replica = broker.replicas.get_or_create(&v.topic, v.partition);
                 replica.ensure_leader(epoch);
-                replica.isr_changed(&v.isr, me);
+                replica.isr_changed(IsrView::from(v), me);
                 let leo = replica.marks().log_end_offset;
                 if reported.get(&key) != Some(&leo) {
                     broker.agent.record_produce(&v.topic, v.partition, leo);

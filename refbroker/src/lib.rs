@@ -20,20 +20,33 @@
 //!   and the brokers' endpoints as they registered them: the agent
 //!   registers this broker's Kafka listener as its advertised endpoint;
 //! - the leader reports its log end offset with `record_produce`, followers
-//!   theirs with `record_replica_progress`, so the controller keeps the ISR.
+//!   theirs with `record_replica_progress`, so the controller can shrink the
+//!   ISR; the leader asks for growth with `request_isr_expansion`.
 //!
 //! Replication works like Kafka's: followers fetch from the leader with
 //! their broker id as `replica_id`; the leader's high watermark is the
-//! smallest log end offset among the ISR of its view and acks=all answers
+//! smallest log end offset among the maximal ISR (the ISR of its view plus
+//! the followers it asked to add) and acks=all answers
 //! only once it passed the produce; a follower of a new leader epoch first
 //! truncates to the epoch boundary the leader gives (OffsetForLeaderEpoch).
 //! Logs live in memory with a CRC-32C check of every batch: see [`log`].
 //!
-//! Known gap: the controller grows the ISR from reported offsets and the
-//! leader learns of the growth one update later; an acks=all write
-//! acknowledged in between is on the old ISR only, and is lost if the new
-//! member is elected before it fetched it (Kafka's KIP-497 closes this by
-//! having the leader propose ISR growth). See `docs/SAFETY.md`.
+//! ISR growth is by request, as Kafka's AlterPartition (KIP-497): the
+//! agent is started with `isr_expansion_by_request`, so the controller adds
+//! a follower to an ISR this broker leads only when it asks. The leader asks
+//! (`Agent::request_isr_expansion`) once a follower's fetch offset reached
+//! its high watermark and the start of its leader epoch, and counts that
+//! follower in the high watermark from that moment until a newer partition
+//! epoch answers: no acks=all write is acknowledged without a replica the
+//! controller may already have put in the ISR. See [`replica`] and
+//! `docs/SAFETY.md` ("ISR growth and acks=all").
+//!
+//! What it lacks: consumer groups and committed offsets, transactions,
+//! idempotent producers (a retried produce may be written twice),
+//! `min.insync.replicas`, persistence (logs are in memory: a restarted
+//! broker comes back empty, outside every ISR, and catches up like a new
+//! replica; losing every replica at once loses the data), retention beyond
+//! the per-partition memory bound.
 //!
 //! Modules: `batch` (record batches as checked bytes), `log` (the
 //! partition log and its epoch cache), `replica` (roles, high watermark),
@@ -106,6 +119,9 @@ pub(crate) struct Broker {
 pub async fn run(config: BrokerConfig, listener: TcpListener, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let mut agent_config = AgentConfig::new(config.broker_id, config.controllers.clone(), config.advertised.clone());
     agent_config.rack = config.rack.clone();
+    // The high watermark counts the followers this broker asked to add
+    // (replica.rs): the controller may grow its ISRs only on request.
+    agent_config.isr_expansion_by_request = true;
     if let Some(interval) = config.heartbeat_interval {
         agent_config.heartbeat_interval = interval;
     }

@@ -7,11 +7,25 @@
 //! answered Ok(E) or its agent published `BecameLeader` at E, and from then
 //! on a follower append (from an older leader) is refused. The high
 //! watermark advances only as leader, to the smallest log end offset among
-//! the ISR of the agent's current view, and never moves back.
+//! the "maximal ISR", and never moves back.
+//!
+//! The maximal ISR (KIP-497) is the ISR of the newest view this replica
+//! adopted plus the followers it asked the controller to add. A leader asks
+//! for a follower (through its agent, `Agent::request_isr_expansion`) once
+//! the follower's fetch offset reached both the high watermark and the start
+//! of this leader epoch, and counts it from that moment; the controller adds
+//! followers to the ISR only on such a request, at the partition epoch it
+//! names. So no write is acknowledged without a follower the controller may
+//! already have put in the ISR. A pending follower is forgotten when a view
+//! with a newer partition epoch is adopted: it is then in the ISR, or the
+//! request was refused or overtaken (and is asked again if still caught up).
+//! Views are adopted by partition epoch only upwards, so a caller holding an
+//! older view (read before the ISR grew) never shrinks the set.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use baton_agent::PartitionView;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
@@ -48,6 +62,29 @@ pub struct Marks {
     pub role: Role,
 }
 
+/// What the high watermark needs of the agent's view of a partition.
+#[derive(Clone, Copy, Debug)]
+pub struct IsrView<'a> {
+    pub partition_epoch: i32,
+    pub replicas: &'a [i32],
+    pub isr: &'a [i32],
+}
+
+impl<'a> From<&'a PartitionView> for IsrView<'a> {
+    fn from(view: &'a PartitionView) -> IsrView<'a> {
+        IsrView { partition_epoch: view.partition_epoch, replicas: &view.replicas, isr: &view.isr }
+    }
+}
+
+/// A follower this leader should ask the controller to add to the ISR: it
+/// is counted in the high watermark already. Send it with
+/// `Agent::request_isr_expansion` (with the leader epoch of the fetch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExpansionRequest {
+    pub follower: i32,
+    pub partition_epoch: i32,
+}
+
 struct State {
     log: PartitionLog,
     role: Role,
@@ -55,6 +92,30 @@ struct State {
     /// As leader at the current epoch: follower id → log end offset it
     /// claimed in its last fetch. Reset on every new leader epoch.
     follower_leo: HashMap<i32, i64>,
+    /// Replicas and ISR of the newest view adopted, and its partition epoch
+    /// (-1: none yet). Only a higher partition epoch replaces them.
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+    isr_epoch: i32,
+    /// As leader: followers asked for at partition epoch `isr_epoch`, counted
+    /// in the high watermark until a newer partition epoch is adopted.
+    pending_isr: BTreeSet<i32>,
+    /// As leader: the log end offset when this leader epoch began. A
+    /// follower below it may lack writes an earlier leader acknowledged.
+    epoch_start_offset: i64,
+}
+
+impl State {
+    /// Adopts `view` if it is newer than the one held; forgets pending
+    /// additions then (answered, refused or overtaken).
+    fn adopt(&mut self, view: IsrView<'_>) {
+        if view.partition_epoch > self.isr_epoch {
+            self.isr_epoch = view.partition_epoch;
+            self.replicas = view.replicas.to_vec();
+            self.isr = view.isr.to_vec();
+            self.pending_isr.clear();
+        }
+    }
 }
 
 /// One partition replica.
@@ -95,6 +156,8 @@ impl Partition {
         s.role = Role::Leader { epoch };
         s.log.start_epoch(epoch);
         s.follower_leo.clear();
+        s.pending_isr.clear();
+        s.epoch_start_offset = s.log.log_end_offset();
         drop(s);
         self.bump();
     }
@@ -107,6 +170,7 @@ impl Partition {
         }
         s.role = Role::Follower { epoch };
         s.follower_leo.clear();
+        s.pending_isr.clear();
         drop(s);
         self.bump();
         true
@@ -117,13 +181,14 @@ impl Partition {
         &self,
         batches: &[Batch],
         epoch: i32,
-        isr: &[i32],
+        view: IsrView<'_>,
         me: i32,
     ) -> Result<(i64, i64), WrongRole> {
         let mut s = self.state.lock();
         if s.role != (Role::Leader { epoch }) {
             return Err(WrongRole { role: s.role, epoch });
         }
+        s.adopt(view);
         let mut range = (s.log.log_end_offset(), s.log.log_end_offset() - 1);
         for (i, batch) in batches.iter().enumerate() {
             let (base, last) = s.log.append_as_leader(batch, epoch);
@@ -132,42 +197,68 @@ impl Partition {
             }
             range.1 = last;
         }
-        advance_high_watermark(&mut s, isr, me);
+        advance_high_watermark(&mut s, me);
         drop(s);
         self.bump();
         Ok(range)
     }
 
     /// A follower's fetch at `epoch` reached this leader: it holds every
-    /// offset below `fetch_offset`.
-    pub fn follower_fetched(&self, follower: i32, fetch_offset: i64, epoch: i32, isr: &[i32], me: i32) {
+    /// offset below `fetch_offset`. Some(request) when the follower, outside
+    /// the ISR, has just caught up (its fetch offset reached the high
+    /// watermark and the start of this leader epoch): it is counted in the
+    /// high watermark from now on, and the caller must ask for its addition.
+    pub fn follower_fetched(
+        &self,
+        follower: i32,
+        fetch_offset: i64,
+        epoch: i32,
+        view: IsrView<'_>,
+        me: i32,
+    ) -> Option<ExpansionRequest> {
         let mut s = self.state.lock();
         if s.role != (Role::Leader { epoch }) {
-            return;
+            return None;
         }
+        s.adopt(view);
         // Past the log end the follower's log is not a prefix of this one
         // (the fetch is answered OFFSET_OUT_OF_RANGE): it proves nothing.
         if fetch_offset > s.log.log_end_offset() {
-            return;
+            return None;
         }
         s.follower_leo.insert(follower, fetch_offset);
         let before = s.high_watermark;
-        advance_high_watermark(&mut s, isr, me);
+        advance_high_watermark(&mut s, me);
+        let caught_up = follower != me
+            && s.isr_epoch >= 0
+            && s.replicas.contains(&follower)
+            && !s.isr.contains(&follower)
+            && !s.pending_isr.contains(&follower)
+            && fetch_offset >= s.high_watermark
+            && fetch_offset >= s.epoch_start_offset;
+        let request = caught_up.then(|| {
+            // Counted before anyone is asked: the maximal ISR.
+            s.pending_isr.insert(follower);
+            ExpansionRequest { follower, partition_epoch: s.isr_epoch }
+        });
         let moved = s.high_watermark != before;
         drop(s);
         if moved {
             self.bump();
         }
+        request
     }
 
-    /// The ISR in the view changed: the high watermark may move.
-    pub fn isr_changed(&self, isr: &[i32], me: i32) {
+    /// A view of the partition arrived: the ISR may have changed, and the
+    /// high watermark with it.
+    pub fn isr_changed(&self, view: IsrView<'_>, me: i32) {
         let mut s = self.state.lock();
+        s.adopt(view);
         if !matches!(s.role, Role::Leader { .. }) {
             return;
         }
         let before = s.high_watermark;
-        advance_high_watermark(&mut s, isr, me);
+        advance_high_watermark(&mut s, me);
         let moved = s.high_watermark != before;
         drop(s);
         if moved {
@@ -252,11 +343,12 @@ fn role_epoch(role: Role) -> i32 {
     }
 }
 
-/// HW = min log end offset over the ISR (the leader's own log for itself);
-/// an ISR member that has not fetched at this epoch holds it where it is.
-fn advance_high_watermark(s: &mut State, isr: &[i32], me: i32) {
+/// HW = min log end offset over the maximal ISR (the adopted ISR and the
+/// pending additions; the leader's own log for itself); a member that has
+/// not fetched at this epoch holds it where it is.
+fn advance_high_watermark(s: &mut State, me: i32) {
     let mut hw = s.log.log_end_offset();
-    for &replica in isr.iter().filter(|r| **r != me) {
+    for &replica in s.isr.iter().chain(s.pending_isr.iter()).filter(|r| **r != me) {
         hw = hw.min(s.follower_leo.get(&replica).copied().unwrap_or(i64::MIN));
     }
     if hw > s.high_watermark {
@@ -303,6 +395,11 @@ impl Replicas {
                     role: Role::Idle,
                     high_watermark: 0,
                     follower_leo: HashMap::new(),
+                    replicas: Vec::new(),
+                    isr: Vec::new(),
+                    isr_epoch: -1,
+                    pending_isr: BTreeSet::new(),
+                    epoch_start_offset: 0,
                 }),
                 changes: Arc::clone(&self.changes),
             })
@@ -326,23 +423,105 @@ mod tests {
         parse_batches(&batch_bytes(0, -1, n), false).expect("valid")
     }
 
+    const REPLICAS: [i32; 3] = [1, 2, 3];
+
+    fn view(partition_epoch: i32, isr: &[i32]) -> IsrView<'_> {
+        IsrView { partition_epoch, replicas: &REPLICAS, isr }
+    }
+
     #[test]
     fn the_high_watermark_waits_for_every_isr_member_and_never_moves_back() {
         let replicas = Replicas::new(1 << 20);
         let p = replicas.get_or_create(&Arc::from("t"), 0);
         p.ensure_leader(1);
         let isr = [1, 2, 3];
-        assert_eq!(p.append_as_leader(&batches(5), 1, &isr, 1), Ok((0, 4)));
+        assert_eq!(p.append_as_leader(&batches(5), 1, view(1, &isr), 1), Ok((0, 4)));
         assert_eq!(p.marks().high_watermark, 0);
-        p.follower_fetched(2, 5, 1, &isr, 1);
+        assert_eq!(p.follower_fetched(2, 5, 1, view(1, &isr), 1), None);
         assert_eq!(p.marks().high_watermark, 0, "broker 3 has not fetched");
-        p.follower_fetched(3, 3, 1, &isr, 1);
+        p.follower_fetched(3, 3, 1, view(1, &isr), 1);
         assert_eq!(p.marks().high_watermark, 3);
         // Broker 3 leaves the ISR: broker 2 and the leader have everything.
-        p.isr_changed(&[1, 2], 1);
+        p.isr_changed(view(2, &[1, 2]), 1);
         assert_eq!(p.marks().high_watermark, 5);
-        p.isr_changed(&[1, 2, 3], 1);
+        p.isr_changed(view(3, &[1, 2, 3]), 1);
         assert_eq!(p.marks().high_watermark, 5, "never moves back");
+    }
+
+    /// Broker 1 leads t/0 (ISR 1, 2 at partition epoch 5) with 5 records,
+    /// which broker 2 has; broker 3 fetched up to 5 and the leader asked for it.
+    fn leader_with_3_pending() -> (Replicas, Arc<Partition>) {
+        let replicas = Replicas::new(1 << 20);
+        let p = replicas.get_or_create(&Arc::from("t"), 0);
+        p.ensure_leader(1);
+        let isr = [1, 2];
+        p.append_as_leader(&batches(5), 1, view(5, &isr), 1).expect("leader");
+        p.follower_fetched(2, 5, 1, view(5, &isr), 1);
+        assert_eq!(p.marks().high_watermark, 5);
+        assert_eq!(p.follower_fetched(3, 4, 1, view(5, &isr), 1), None, "below the high watermark: not caught up");
+        let asked = p.follower_fetched(3, 5, 1, view(5, &isr), 1);
+        assert_eq!(asked, Some(ExpansionRequest { follower: 3, partition_epoch: 5 }));
+        (replicas, p)
+    }
+
+    /// The acks=all ISR-growth window (KIP-497). Broker 3, outside the ISR,
+    /// catches up; from the fetch that makes the leader ask for its
+    /// addition, the high watermark (hence every acks=all answer) waits for
+    /// it too, before the controller has answered and after: the controller
+    /// may put it in the ISR at any instant from then on, and a leader that
+    /// acknowledged a write it lacks would lose that write if 3 were elected.
+    /// Without the pending addition the high watermark reached 8 below.
+    #[test]
+    fn a_follower_the_leader_asked_to_add_holds_the_high_watermark_until_the_answer() {
+        let (_replicas, p) = leader_with_3_pending();
+        let isr = [1, 2];
+        assert_eq!(p.follower_fetched(3, 5, 1, view(5, &isr), 1), None, "asked once per partition epoch");
+
+        // More writes; broker 2 has them, broker 3 not yet.
+        p.append_as_leader(&batches(3), 1, view(5, &isr), 1).expect("leader");
+        p.follower_fetched(2, 8, 1, view(5, &isr), 1);
+        assert_eq!(p.marks().high_watermark, 5, "acknowledged past a follower the controller may add");
+        // A caller holding a view read before the ISR grew changes nothing.
+        p.isr_changed(view(4, &isr), 1);
+        assert_eq!(p.marks().high_watermark, 5);
+        p.follower_fetched(3, 8, 1, view(5, &isr), 1);
+        assert_eq!(p.marks().high_watermark, 8);
+
+        // Applied: the ISR of partition epoch 6 holds 3; it counts as a member.
+        p.isr_changed(view(6, &[1, 2, 3]), 1);
+        p.append_as_leader(&batches(2), 1, view(5, &isr), 1).expect("leader");
+        p.follower_fetched(2, 10, 1, view(5, &isr), 1);
+        assert_eq!(p.marks().high_watermark, 8, "an older view took 3 out of the ISR");
+    }
+
+    #[test]
+    fn a_refused_or_overtaken_request_is_forgotten_at_the_next_partition_epoch() {
+        let (_replicas, p) = leader_with_3_pending();
+        let isr = [1, 2];
+        p.append_as_leader(&batches(2), 1, view(5, &isr), 1).expect("leader");
+        p.follower_fetched(2, 7, 1, view(5, &isr), 1);
+        assert_eq!(p.marks().high_watermark, 5, "3 is pending");
+        // Partition epoch 6 without 3: the controller did not add it.
+        p.isr_changed(view(6, &isr), 1);
+        assert_eq!(p.marks().high_watermark, 7, "a forgotten request still holds the high watermark");
+        // Still caught up: asked again at the new epoch.
+        assert_eq!(
+            p.follower_fetched(3, 7, 1, view(6, &isr), 1),
+            Some(ExpansionRequest { follower: 3, partition_epoch: 6 })
+        );
+    }
+
+    #[test]
+    fn a_new_leader_asks_only_for_followers_past_the_start_of_its_epoch() {
+        let replicas = Replicas::new(1 << 20);
+        let p = replicas.get_or_create(&Arc::from("t"), 0);
+        assert!(p.become_follower(1));
+        p.append_as_follower(batches(4), 1, 0).expect("follower");
+        // Leader at epoch 2 with 4 records from epoch 1, some maybe
+        // acknowledged by the old leader; its own high watermark says 0.
+        p.ensure_leader(2);
+        assert_eq!(p.follower_fetched(3, 2, 2, view(5, &[1]), 1), None, "below the epoch start: may lack acked writes");
+        assert!(p.follower_fetched(3, 4, 2, view(5, &[1]), 1).is_some());
     }
 
     #[test]
@@ -351,15 +530,16 @@ mod tests {
         let p = replicas.get_or_create(&Arc::from("t"), 0);
         assert!(p.become_follower(1));
         p.ensure_leader(2);
+        let isr = [2, 3];
         assert!(p.append_as_follower(batches(1), 1, 0).is_err(), "an old leader's data is refused");
-        assert!(p.append_as_leader(&batches(1), 1, &[2], 2).is_err(), "wrong epoch");
+        assert!(p.append_as_leader(&batches(1), 1, view(2, &isr), 2).is_err(), "wrong epoch");
         assert!(!p.become_follower(1), "roles never go back in epoch");
-        assert_eq!(p.append_as_leader(&batches(1), 2, &[2, 3], 2), Ok((0, 0)));
-        p.follower_fetched(3, 1, 1, &[2, 3], 2);
+        assert_eq!(p.append_as_leader(&batches(1), 2, view(2, &isr), 2), Ok((0, 0)));
+        p.follower_fetched(3, 1, 1, view(2, &isr), 2);
         assert_eq!(p.marks().high_watermark, 0, "a fetch at another epoch does not count");
-        p.follower_fetched(3, 7, 2, &[2, 3], 2);
+        p.follower_fetched(3, 7, 2, view(2, &isr), 2);
         assert_eq!(p.marks().high_watermark, 0, "a fetch past the log end does not count");
-        p.follower_fetched(3, 1, 2, &[2, 3], 2);
+        p.follower_fetched(3, 1, 2, view(2, &isr), 2);
         assert_eq!(p.marks().high_watermark, 1);
     }
 }

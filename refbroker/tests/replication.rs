@@ -9,10 +9,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use baton_agent::Agent;
-use baton_agent::testing::{apply, drain_progress, grant_lease, idle_agent, update};
+use baton_agent::testing::{apply, drain_progress, grant_lease, idle_agent, isr_requests, update};
 use baton_proto::v1::PartitionInfo;
 use baton_refbroker::batch::parse_batches;
-use common::{T, connect, fetch, listener, produce, start};
+use common::{T, connect, fetch, fetch_as, listener, produce, produce_within, start};
 
 /// t/0 led by `leader` at `epoch`, whose endpoint is `endpoint`.
 fn info(leader: i32, epoch: i32, endpoint: &str, isr: &[i32]) -> PartitionInfo {
@@ -98,4 +98,50 @@ async fn a_diverged_follower_truncates_to_the_new_leaders_epoch_boundary() {
         assert!(Instant::now() < deadline, "B's log is {read:?}, not A's");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The acks=all ISR-growth window, over the wire: broker 2 (a replica
+/// outside the ISR) fetches up to the leader's high watermark; the leader
+/// asks its agent to add it to the ISR and from then on acknowledges an
+/// acks=all write only once broker 2 has it too, because the controller may
+/// add broker 2 at any instant after the request. The leader drops the
+/// request when its view answers it. Without the pending addition, the
+/// second produce below was acknowledged with broker 2 lacking it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caught_up_follower_is_requested_into_the_isr_and_counted_until_the_answer() {
+    let (a_listener, a) = listener().await;
+    let agent_a = idle_agent(1);
+    let _stop_a = start(1, &agent_a, a_listener, &a);
+    tell(&agent_a, 1, info(1, 1, &a, &[1]));
+    let mut producer = connect(&a).await;
+    let acked = produce(&mut producer, 0, -1, 3).await;
+    assert_eq!(acked.responses[0].partition_responses[0].error_code, 0, "acks=all with the leader alone in the ISR");
+    assert!(isr_requests(&agent_a, 16).is_empty(), "asked before any follower caught up");
+
+    // Broker 2 fetches from offset 3 = the high watermark: caught up.
+    let mut replica = connect(&a).await;
+    let fetched = fetch_as(&mut replica, 12, 2, 0, 1, 3).await;
+    assert_eq!(fetched.responses[0].partitions[0].error_code, 0);
+    let asked = isr_requests(&agent_a, 16);
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!((asked[0].leader_epoch, asked[0].partition_epoch, asked[0].followers.clone()), (1, 1, vec![2]));
+
+    // Broker 2 stops fetching: an acks=all write now waits for it.
+    let waited = produce_within(&mut producer, 10, 0, -1, 2, 300).await;
+    assert_eq!(
+        waited.responses[0].partition_responses[0].error_code, 7,
+        "acknowledged a write a follower the controller may add to the ISR does not have"
+    );
+    let _ = fetch_as(&mut replica, 12, 2, 0, 1, 5).await;
+    let deadline = Instant::now() + T;
+    while fetch(&mut connect(&a).await, 0, 1, 0).await.responses[0].partitions[0].high_watermark < 5 {
+        assert!(Instant::now() < deadline, "the high watermark did not reach broker 2's offset");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // The controller's answer: partition epoch 2 with broker 2 in the ISR.
+    let mut grown = info(1, 1, &a, &[1, 2]);
+    grown.partition_epoch = 2;
+    tell(&agent_a, 2, grown);
+    assert!(isr_requests(&agent_a, 16).is_empty(), "an answered request is still sent");
 }

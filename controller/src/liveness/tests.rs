@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use baton_state_machine::{Command, State, TopicConfig};
 
-use super::Liveness;
+use super::{IsrExpansion, Liveness};
 use crate::config::LivenessConfig;
 
 fn cluster(brokers: i32) -> (State, u64) {
@@ -39,6 +39,18 @@ fn cluster(brokers: i32) -> (State, u64) {
 
 fn liveness(fast: bool) -> Liveness {
     Liveness::new(LivenessConfig { fast_failover_on_disconnect: fast, ..LivenessConfig::default() })
+}
+
+/// `broker` heartbeats in this term, declaring whether its data plane grows
+/// ISRs by request, with `requests`.
+fn heartbeat_with(l: &Liveness, state: &State, broker: i32, by_request: bool, requests: Vec<IsrExpansion>) {
+    let epoch = state.broker(broker).map(|b| b.epoch).expect("registered");
+    l.open_session(broker, epoch, Instant::now());
+    l.record_isr_requests(state, broker, epoch, by_request, requests.into_iter());
+}
+
+fn expansion(partition_epoch: i32, leader_epoch: i32, followers: &[i32]) -> IsrExpansion {
+    IsrExpansion { topic: Arc::from("t"), partition: 0, leader_epoch, partition_epoch, followers: followers.to_vec() }
 }
 
 #[test]
@@ -101,6 +113,7 @@ fn lagging_follower_leaves_the_isr_and_rejoins_when_caught_up() {
     let leader = p.leader;
     let follower = *p.isr.iter().find(|b| **b != leader).expect("a follower");
     let topic: Arc<str> = Arc::from("t");
+    heartbeat_with(&l, &state, leader, false, Vec::new());
     l.record_progress(&state, leader, [(topic.clone(), 0, 100)].into_iter());
     l.record_progress(&state, follower, [(topic.clone(), 0, 40)].into_iter());
     // First seen behind at +500 ms: the follower gets replica_lag_max from then.
@@ -269,6 +282,7 @@ fn a_replica_rejoins_only_against_offsets_its_leader_reported() {
     l.set_leader(true, 1, t0, index + 2);
     let later = t0 + Duration::from_secs(5);
     let topic: Arc<str> = Arc::from("t");
+    heartbeat_with(&l, &state, p.leader, false, Vec::new());
     // It claims a high offset, but the leader has not reported: no rejoin.
     l.record_progress(&state, follower, [(topic.clone(), 0, 1_000)].into_iter());
     assert!(l.isr_changes(&state, later).is_empty(), "rejoined on an unconfirmed offset");
@@ -295,6 +309,7 @@ fn a_follower_within_a_heartbeat_of_a_moving_leader_rejoins() {
     l.set_leader(true, 1, t0, index + 2);
     let later = t0 + Duration::from_secs(5);
     let topic: Arc<str> = Arc::from("t");
+    heartbeat_with(&l, &state, p.leader, false, Vec::new());
     l.record_progress(&state, p.leader, [(topic.clone(), 0, 1_000)].into_iter());
     l.record_progress(&state, follower, [(topic.clone(), 0, 1_090)].into_iter());
     l.record_progress(&state, p.leader, [(topic.clone(), 0, 1_100)].into_iter());
@@ -304,6 +319,7 @@ fn a_follower_within_a_heartbeat_of_a_moving_leader_rejoins() {
     // Still behind the leader's previous report: not caught up.
     let l = liveness(true);
     l.set_leader(true, 1, t0, index + 2);
+    heartbeat_with(&l, &state, p.leader, false, Vec::new());
     l.record_progress(&state, p.leader, [(topic.clone(), 0, 1_000)].into_iter());
     l.record_progress(&state, p.leader, [(topic.clone(), 0, 1_100)].into_iter());
     l.record_progress(&state, follower, [(topic, 0, 990)].into_iter());
@@ -312,13 +328,120 @@ fn a_follower_within_a_heartbeat_of_a_moving_leader_rejoins() {
 
 #[test]
 fn without_any_reports_a_replica_rejoins_only_after_a_lease_of_leadership() {
-    let (state, index, _, follower) = follower_fenced_and_registered_again();
+    let (state, index, p, follower) = follower_fenced_and_registered_again();
     let l = liveness(true);
     let t0 = Instant::now();
     l.set_leader(true, 1, t0, index + 2);
     let new_epoch = state.broker(follower).map(|b| b.epoch).expect("epoch");
     l.open_session(follower, new_epoch, t0);
+    assert!(
+        l.isr_changes(&state, t0 + Duration::from_millis(1_600)).is_empty(),
+        "rejoined though the leader was never heard from in this term (it may grow ISRs by request)"
+    );
+    heartbeat_with(&l, &state, p.leader, false, Vec::new());
+    l.consider_for_isr([follower]);
     assert!(l.isr_changes(&state, t0 + Duration::from_millis(100)).is_empty(), "rejoined before agents could report");
     let changes = l.isr_changes(&state, t0 + Duration::from_millis(1_600));
     assert_eq!(changes.len(), 1, "{changes:?}");
+}
+
+/// The acks=all ISR-growth window (KIP-497): a leader whose data plane grows
+/// ISRs by request computes its high watermark over the followers it asked
+/// for, so the controller must add a follower to its ISR only on its
+/// request, at the partition epoch the request names. With the old rule, a
+/// follower whose LEO reached the leader's joined the ISR while the leader
+/// still acknowledged writes without it.
+#[test]
+fn a_leader_that_grows_isrs_by_request_is_never_grown_from_reports() {
+    let (state, index, p, follower) = follower_fenced_and_registered_again();
+    let record = state.partition("t", 0).expect("partition").clone();
+    let l = liveness(true);
+    let t0 = Instant::now();
+    l.set_leader(true, 1, t0, index + 2);
+    let later = t0 + Duration::from_secs(5);
+    let topic: Arc<str> = Arc::from("t");
+    heartbeat_with(&l, &state, p.leader, true, Vec::new());
+    heartbeat_with(&l, &state, follower, true, Vec::new());
+    l.record_progress(&state, p.leader, [(topic.clone(), 0, 500)].into_iter());
+    l.record_progress(&state, p.leader, [(topic.clone(), 0, 500)].into_iter());
+    l.record_progress(&state, follower, [(topic.clone(), 0, 500)].into_iter());
+    assert!(l.isr_changes(&state, later).is_empty(), "grew the ISR of a by-request leader from reports alone");
+    // A later heartbeat without the flag does not turn the old rule back on.
+    heartbeat_with(&l, &state, p.leader, false, Vec::new());
+    l.record_progress(&state, follower, [(topic, 0, 500)].into_iter());
+    assert!(l.isr_changes(&state, later).is_empty(), "the by-request declaration was forgotten");
+
+    // Requests that do not match the partition now are ignored.
+    let (pe, le) = (record.partition_epoch, record.leader_epoch);
+    let stale =
+        [expansion(pe - 1, le, &[follower]), expansion(pe, le - 1, &[follower]), expansion(pe + 1, le, &[follower])];
+    for r in stale {
+        heartbeat_with(&l, &state, p.leader, true, vec![r]);
+        assert!(l.isr_changes(&state, later).is_empty(), "a stale request grew the ISR");
+    }
+    let other = *record.replicas.iter().find(|b| **b != p.leader && **b != follower).expect("a third replica");
+    heartbeat_with(&l, &state, other, true, vec![expansion(pe, le, &[follower])]);
+    assert!(l.isr_changes(&state, later).is_empty(), "a request from a broker that does not lead grew the ISR");
+
+    // The leader's request at the current epochs: one change, that epoch as its token.
+    heartbeat_with(&l, &state, p.leader, true, vec![expansion(pe, le, &[follower])]);
+    let changes = l.isr_changes(&state, later);
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].partition_epoch, pe);
+    assert!(changes[0].new_isr.contains(&follower));
+    assert!(l.isr_changes(&state, later).is_empty(), "proposed twice from one request");
+}
+
+/// A follower the leader counts as pending but that cannot join (here it
+/// was fenced after the leader asked) gets an answer anyway: the ISR
+/// unchanged at a new partition epoch, which tells the leader to stop
+/// counting it. Without it the leader's high watermark stalled for good
+/// (found by the e2e test: a fetch long-polling from a broker killed -9).
+#[test]
+fn a_request_for_a_follower_that_cannot_join_is_answered_with_the_isr_unchanged() {
+    use baton_state_machine::FenceReason;
+    let (mut state, index, p, follower) = follower_fenced_and_registered_again();
+    let record = state.partition("t", 0).expect("partition").clone();
+    let l = liveness(true);
+    let t0 = Instant::now();
+    l.set_leader(true, 1, t0, index + 2);
+    let ask = expansion(record.partition_epoch, record.leader_epoch, &[follower]);
+    heartbeat_with(&l, &state, p.leader, true, vec![ask]);
+    let epoch = state.broker(follower).map(|b| b.epoch).expect("epoch");
+    let fence = Command::FenceBroker { broker_id: follower, broker_epoch: epoch, reason: FenceReason::SessionTimeout };
+    state.apply(index + 3, &fence);
+    assert_eq!(state.partition("t", 0).expect("p").partition_epoch, record.partition_epoch, "the fence changed t/0");
+    let changes = l.isr_changes(&state, t0 + Duration::from_secs(5));
+    assert_eq!(changes.len(), 1, "no answer: {changes:?}");
+    assert_eq!((changes[0].partition_epoch, &changes[0].new_isr), (record.partition_epoch, &record.isr));
+    let applied = state.apply(index + 4, &Command::AlterIsr { changes });
+    assert!(applied.outcome.is_ok(), "{:?}", applied.outcome);
+    let after = state.partition("t", 0).expect("p");
+    assert!(after.partition_epoch > record.partition_epoch && after.isr == record.isr, "{after:?}");
+}
+
+#[test]
+fn a_request_overtaken_by_another_change_is_not_proposed() {
+    let (mut state, index, p, follower) = follower_fenced_and_registered_again();
+    let record = state.partition("t", 0).expect("partition").clone();
+    let l = liveness(true);
+    let t0 = Instant::now();
+    l.set_leader(true, 1, t0, index + 2);
+    heartbeat_with(
+        &l,
+        &state,
+        p.leader,
+        true,
+        vec![expansion(record.partition_epoch, record.leader_epoch, &[follower])],
+    );
+    // Another change commits first (here: the third replica leaves the ISR).
+    let other = *record.isr.iter().find(|b| **b != p.leader).expect("another ISR member");
+    let shrink = baton_state_machine::IsrChange {
+        topic: "t".into(),
+        partition: 0,
+        partition_epoch: record.partition_epoch,
+        new_isr: record.isr.iter().copied().filter(|b| *b != other).collect(),
+    };
+    assert!(state.apply(index + 3, &Command::AlterIsr { changes: vec![shrink] }).outcome.is_ok());
+    assert!(l.isr_changes(&state, t0 + Duration::from_secs(5)).is_empty(), "proposed a request of an older epoch");
 }

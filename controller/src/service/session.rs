@@ -357,17 +357,24 @@ async fn on_heartbeat(
 ) -> Result<(), Status> {
     let now = Instant::now();
     let max = shared.config.limits.max_progress_per_heartbeat;
-    if h.progress.len() > max {
-        return Err(invalid(format!("{} progress reports in one heartbeat; the bound is {max}", h.progress.len())));
+    if h.progress.len() > max || h.isr_expansions.len() > max {
+        return Err(invalid(format!(
+            "{} progress reports and {} ISR expansions in one heartbeat; the bound is {max} each",
+            h.progress.len(),
+            h.isr_expansions.len()
+        )));
     }
     check_broker(shared, h)?;
     let metadata = shared.raft.metadata();
-    if !h.progress.is_empty() {
-        metadata.read(|s| {
+    metadata.read(|s| {
+        // Before the progress: it tells how the ISRs this broker leads grow.
+        let requests = h.isr_expansions.iter().map(crate::liveness::IsrExpansion::from);
+        shared.liveness.record_isr_requests(s, h.broker_id, h.broker_epoch, h.isr_expansion_by_request, requests);
+        if !h.progress.is_empty() {
             let reports = h.progress.iter().map(|p| (Arc::from(p.topic.as_str()), p.partition, p.log_end_offset));
             shared.liveness.record_progress(s, h.broker_id, reports);
-        });
-    }
+        }
+    });
     // A broker must have applied its own registration (hence its fence, if
     // any) and every leadership taken from it before it is granted a lease.
     let floor = || metadata.grant_floor(h.broker_id).max(h.broker_epoch);

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::{code, hint};
 use crate::Broker;
+use crate::replica::IsrView;
 
 /// Bound on a fetch's long poll, whatever it asks.
 const MAX_FETCH_WAIT: Duration = Duration::from_secs(30);
@@ -19,22 +20,28 @@ pub(super) async fn handle(broker: &Broker, request: &FetchRequest, version: i16
     let deadline = Instant::now() + wait;
     let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0).max(1);
     let mut changes = broker.replicas.subscribe();
+    let mut first = true;
     loop {
         changes.borrow_and_update();
-        let (response, bytes, errors) = read(broker, request, version);
+        let (response, bytes, errors) = read(broker, request, version, first);
+        first = false;
         if bytes >= min_bytes || errors || Instant::now() >= deadline {
             return response;
         }
         match tokio::time::timeout_at(deadline, changes.changed()).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) | Err(_) => return read(broker, request, version).0,
+            Ok(Err(_)) | Err(_) => return read(broker, request, version, false).0,
         }
     }
 }
 
-/// One pass over the requested partitions: (response, record bytes, any error).
-fn read(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchResponse, usize, bool) {
-    let follower = request.replica_id.0;
+/// One pass over the requested partitions: (response, record bytes, any
+/// error). A follower's fetch offset counts on the `first` pass only: a
+/// fetch still long-polling says nothing about the follower later (it may
+/// have died meanwhile), so it must not make the leader ask for it again.
+fn read(broker: &Broker, request: &FetchRequest, version: i16, first: bool) -> (FetchResponse, usize, bool) {
+    let follower = if first { request.replica_id.0 } else { -1 };
+    let replica_fetch = request.replica_id.0 >= 0;
     let me = broker.config.broker_id;
     let mut budget = usize::try_from(request.max_bytes).unwrap_or(0).max(1);
     let mut response = FetchResponse::default();
@@ -67,8 +74,30 @@ fn read(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchResponse
                     };
                     let replica = broker.replicas.get_or_create(&view.topic, fp.partition);
                     replica.ensure_leader(epoch);
-                    if follower >= 0 {
-                        replica.follower_fetched(follower, fp.fetch_offset, epoch, &view.isr, me);
+                    if follower >= 0
+                        && let Some(ask) =
+                            replica.follower_fetched(follower, fp.fetch_offset, epoch, IsrView::from(&view), me)
+                    {
+                        // Already counted in the high watermark: now ask.
+                        match broker.agent.request_isr_expansion(
+                            name,
+                            fp.partition,
+                            epoch,
+                            ask.partition_epoch,
+                            follower,
+                        ) {
+                            Ok(()) => tracing::info!(
+                                topic = name,
+                                partition = fp.partition,
+                                follower,
+                                partition_epoch = ask.partition_epoch,
+                                "follower caught up: asked to add it to the ISR"
+                            ),
+                            // It stays counted until the next partition epoch; harmless.
+                            Err(refused) => {
+                                tracing::debug!(topic = name, partition = fp.partition, follower, %refused, "ISR expansion not requested")
+                            }
+                        }
                     }
                     let marks = replica.marks();
                     p.high_watermark = marks.high_watermark;
@@ -80,7 +109,7 @@ fn read(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchResponse
                         p.error_code = code::OFFSET_OUT_OF_RANGE;
                         errors = true;
                     } else {
-                        let limit = if follower >= 0 { marks.log_end_offset } else { marks.high_watermark };
+                        let limit = if replica_fetch { marks.log_end_offset } else { marks.high_watermark };
                         let max = usize::try_from(fp.partition_max_bytes).unwrap_or(0).min(budget).max(1);
                         let records = replica.read(fp.fetch_offset, limit, max);
                         budget = budget.saturating_sub(records.len());

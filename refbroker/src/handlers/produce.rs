@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::{code, endpoint_of, hint};
 use crate::Broker;
 use crate::batch::parse_batches;
-use crate::replica::{Partition, Role};
+use crate::replica::{IsrView, Partition, Role};
 
 /// Bound on how long an acks=all produce may wait, whatever it asks.
 const MAX_PRODUCE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -127,7 +127,7 @@ fn append(
     };
     let replica = broker.replicas.get_or_create(&view.topic, data.index);
     replica.ensure_leader(epoch);
-    match replica.append_as_leader(&batches, epoch, &view.isr, broker.config.broker_id) {
+    match replica.append_as_leader(&batches, epoch, IsrView::from(&view), broker.config.broker_id) {
         Err(error) => {
             tracing::debug!(topic, partition = data.index, %error, "produce refused: the replica changed role");
             p.error_code = code::NOT_LEADER_OR_FOLLOWER;

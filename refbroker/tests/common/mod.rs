@@ -46,6 +46,18 @@ pub async fn produce(c: &mut Connection, partition: i32, acks: i16, count: i32) 
 }
 
 pub async fn produce_at(c: &mut Connection, version: i16, partition: i32, acks: i16, count: i32) -> ProduceResponse {
+    produce_within(c, version, partition, acks, count, 5000).await
+}
+
+/// A produce whose acks=all wait ends after `timeout_ms` (then error 7).
+pub async fn produce_within(
+    c: &mut Connection,
+    version: i16,
+    partition: i32,
+    acks: i16,
+    count: i32,
+    timeout_ms: i32,
+) -> ProduceResponse {
     let mut data = PartitionProduceData::default();
     data.index = partition;
     data.records = Some(batch_bytes(0, -1, count));
@@ -54,7 +66,7 @@ pub async fn produce_at(c: &mut Connection, version: i16, partition: i32, acks: 
     t.partition_data.push(data);
     let mut request = ProduceRequest::default();
     request.acks = acks;
-    request.timeout_ms = 5000;
+    request.timeout_ms = timeout_ms;
     request.topic_data.push(t);
     c.call(&request, version, T).await.expect("produce")
 }
@@ -70,6 +82,18 @@ pub async fn fetch_at(
     leader_epoch: i32,
     offset: i64,
 ) -> FetchResponse {
+    fetch_as(c, version, -1, partition, leader_epoch, offset).await
+}
+
+/// A fetch as replica `replica_id` (-1: a consumer).
+pub async fn fetch_as(
+    c: &mut Connection,
+    version: i16,
+    replica_id: i32,
+    partition: i32,
+    leader_epoch: i32,
+    offset: i64,
+) -> FetchResponse {
     let mut p = FetchPartition::default();
     p.partition = partition;
     p.current_leader_epoch = leader_epoch;
@@ -79,7 +103,7 @@ pub async fn fetch_at(
     t.topic = topic();
     t.partitions.push(p);
     let mut request = FetchRequest::default();
-    request.replica_id = BrokerId(-1);
+    request.replica_id = BrokerId(replica_id);
     request.max_wait_ms = 0;
     request.max_bytes = 1 << 20;
     request.topics.push(t);
