@@ -27,7 +27,10 @@ pub struct Pem {
 pub fn new_ca(trust_domain: &str, days: i64) -> anyhow::Result<Pem> {
     let key = KeyPair::generate().context("generating the CA key")?;
     let mut params = CertificateParams::new(Vec::<String>::new()).context("CA parameters")?;
-    params.distinguished_name.push(DnType::CommonName, format!("baton development CA ({trust_domain})"));
+    // A name of its own: verifiers find a certificate's issuer by name, so
+    // two CAs with one name in a rotation bundle would shadow each other.
+    let id = OffsetDateTime::now_utc().unix_timestamp_nanos();
+    params.distinguished_name.push(DnType::CommonName, format!("baton development CA ({trust_domain}) {id:x}"));
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     validity(&mut params, days);
@@ -81,7 +84,8 @@ mod tests {
     fn issued_certificates_carry_exactly_their_identity() {
         let ca = new_ca("test", 1).expect("test value");
         let p = Principal::Broker(7);
-        let leaf = issue(&ca, "test", &p, &["localhost".into()], &["127.0.0.1".parse().expect("test value")], 1).expect("test value");
+        let leaf = issue(&ca, "test", &p, &["localhost".into()], &["127.0.0.1".parse().expect("test value")], 1)
+            .expect("test value");
         let der = rustls::pki_types::CertificateDer::from_pem_slice(leaf.cert.as_bytes()).expect("test value");
         assert_eq!(Principal::from_cert_der(&der, "test"), Ok(p));
         assert!(Principal::from_cert_der(&der, "other").is_err());

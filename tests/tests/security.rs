@@ -414,3 +414,81 @@ async fn limits_keep_the_cluster_serving_under_abuse() {
     let d = cluster.describe("orders").expect("describe");
     assert_eq!(baton_tests::leaders(&d), leaders_before, "leadership moved during the flood");
 }
+
+/// Rotation without restarts (docs/SECURITY.md): the CA bundle grows to
+/// trust a new CA, controller 1 gets a certificate from the new CA, and
+/// within a few reload intervals it serves it: a client that trusts only the
+/// new CA and presents a new-CA certificate gets in, while the rest of the
+/// quorum, still on old certificates, keeps working with it, including over
+/// links opened after the rotation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_and_ca_rotate_without_a_restart() {
+    let controller_env = vec![("BATON_TLS__RELOAD_INTERVAL_MS".to_owned(), "200".to_owned())];
+    let mut cluster = Cluster::start(ClusterOptions { tls: true, controller_env, ..ClusterOptions::default() }).await;
+    let pki = cluster.pki.clone().expect("tls cluster");
+    let new = Pki::init(&cluster.dir.path().join("new-pki"), 3, 3);
+    let addr = cluster.controller_addr(0).to_owned();
+    let list = |tls| {
+        let addr = addr.clone();
+        async move { ControllerClient::new(channel(&addr, Some(tls))).list_topics(ListTopicsRequest::default()).await }
+    };
+    let status = list(new.tls("admin-admin")).await.expect_err("the new CA is not trusted yet");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+
+    // Step 1: every bundle trusts both CAs (the processes share one ca.pem here).
+    let mut bundle = std::fs::read(pki.ca()).expect("old CA");
+    bundle.extend(std::fs::read(new.ca()).expect("new CA"));
+    let tmp = pki.dir.join("ca.pem.tmp");
+    std::fs::write(&tmp, bundle).expect("write bundle");
+    std::fs::rename(&tmp, pki.ca()).expect("rename bundle");
+    // Step 2, for controller 1: a certificate from the new CA, same identity.
+    let out = std::process::Command::new(baton_tests::bin_dir().join("batonctl"))
+        .args(["certs", "issue", "--identity", "controller/1", "--force", "--dir"])
+        .arg(&new.dir)
+        .arg("--out")
+        .arg(pki.dir.join("controller-1"))
+        .output()
+        .expect("batonctl certs issue");
+    assert!(out.status.success(), "certs issue: {}", String::from_utf8_lossy(&out.stderr));
+
+    // A client trusting ONLY the new CA accepts only the new server
+    // certificate: it gets in once controller 1 has reloaded both files.
+    let new_admin = new.tls("admin-admin");
+    baton_tests::wait_for("controller 1 to serve its new certificate", LONG, async || {
+        list(new_admin.clone()).await.ok()
+    })
+    .await;
+    assert!(cluster.log_of("controller-1").contains("TLS certificate, key or CA reloaded"));
+
+    // Links opened after the rotation: controller 2 restarts and must talk
+    // raft with controller 1 (new certificate) and 3 (old) again.
+    cluster.kill_controller(1);
+    cluster.restart_controller(1);
+    cluster.wait_for_quorum(LONG).await;
+    cluster
+        .wait_until("the topic created after the rotation", LONG, || {
+            let out = cluster.batonctl(&[
+                "topic",
+                "create",
+                "after-rotation",
+                "--partitions",
+                "3",
+                "--replication-factor",
+                "3",
+            ]);
+            if !out.status.success() {
+                eprintln!("topic create: {}", String::from_utf8_lossy(&out.stderr).trim());
+            }
+            out.status.success().then_some(())
+        })
+        .await;
+    let addr2 = cluster.controller_addr(1).to_owned();
+    cluster
+        .wait_until("controller 2 to apply the new topic", LONG, || {
+            let d = cluster.batonctl_json_at(&addr2, &["topic", "describe", "after-rotation"]).ok()?;
+            (d["partitions"].as_array()?.len() == 3).then_some(())
+        })
+        .await;
+    let alive = brokers(&cluster).iter().filter(|b| b.2 == "\"ALIVE\"").count();
+    assert_eq!(alive, 3, "every agent kept its session through the rotation");
+}
