@@ -99,15 +99,40 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<AgentServer<AgentService>>().await;
-    let service = AgentServer::new(AgentService { agent: agent.clone(), stop: stop_rx.clone() });
+    let service = AgentService { agent: agent.clone(), stop: stop_rx.clone() };
     tracing::info!(listen = %listener.local_addr(), "sidecar serving");
 
     let mut server_stop = stop_rx.clone();
     let stopped = async move {
         let _ = server_stop.wait_for(|s| *s).await;
     };
-    let router = tonic::transport::Server::builder().add_service(health_service).add_service(service);
+    // Over TCP the local API takes the agent's mTLS configuration: only this
+    // broker's own identity (the broker process beside it) or an admin may
+    // call it. A unix socket is guarded by file permissions instead.
+    let tls = match (&listener, agent.shared().config.tls.files()) {
+        (SidecarListener::Tcp(_), Ok(Some(_))) => {
+            baton_security::Tls::from_config(&agent.shared().config.tls, "sidecar")?
+        }
+        _ => None,
+    };
+    let me = baton_security::Principal::Broker(agent.shared().config.broker_id);
+    let enforce = tls.is_some();
+    let guarded = AgentServer::with_interceptor(service, move |request: tonic::Request<()>| {
+        if !enforce {
+            return Ok(request);
+        }
+        match request.extensions().get::<baton_security::Peer>().and_then(|p| p.principal.as_ref()) {
+            Some(p) if *p == me || matches!(p, baton_security::Principal::Admin(_)) => Ok(request),
+            Some(p) => Err(tonic::Status::permission_denied(format!("{p} may not use the local API of {me}"))),
+            None => Err(tonic::Status::permission_denied("no verified identity")),
+        }
+    });
+    let router = tonic::transport::Server::builder().add_service(health_service).add_service(guarded);
     let server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> = match listener {
+        SidecarListener::Tcp(l) if tls.is_some() => {
+            let incoming = baton_security::server::incoming(l, tls, Default::default(), Default::default());
+            Box::pin(router.serve_with_incoming_shutdown(incoming, stopped))
+        }
         SidecarListener::Tcp(l) => Box::pin(router.serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true)),
             stopped,

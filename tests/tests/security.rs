@@ -171,6 +171,21 @@ async fn mtls_refuses_strangers_and_binds_identities_to_certificates() {
     assert_eq!(status.code(), Code::PermissionDenied);
     assert_eq!(baton_error(&status), "PERMISSION_DENIED");
 
+    // The sidecar's local API over TCP: its own broker identity (and
+    // admins) only; it presents broker 1's certificate.
+    let sidecar = |stem: &str, p: &Pki| {
+        let connector = Connector::new(Some(p.tls(stem)), Expect::Principal(baton_security::Principal::Broker(1)));
+        baton_proto::v1::agent_client::AgentClient::new(
+            connector.lazy(Connector::endpoint(cluster.agent_addr(0)).expect("endpoint")),
+        )
+    };
+    let status = sidecar("broker-1", &pki).status(baton_proto::v1::AgentStatusRequest {}).await.expect("own broker");
+    assert_eq!(status.into_inner().broker_id, 1);
+    let refused = sidecar("broker-2", &pki).status(baton_proto::v1::AgentStatusRequest {}).await.expect_err("broker 2");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let refused = sidecar("admin-admin", &other).status(baton_proto::v1::AgentStatusRequest {}).await.expect_err("CA");
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+
     // Nothing changed: the same brokers with the same epochs, still alive,
     // no topic but ours, and the quorum still answers.
     assert_eq!(brokers(&cluster), before, "an attempt changed broker state");
