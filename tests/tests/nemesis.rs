@@ -12,7 +12,8 @@ use baton_tests::nemesis::checker::Check;
 use baton_tests::nemesis::clock::monotonic_ns;
 use baton_tests::nemesis::cluster::{NemesisCluster, NemesisOptions};
 use baton_tests::nemesis::history::{Event, Recorder};
-use baton_tests::nemesis::runner::{RunConfig, merge, run};
+use baton_tests::nemesis::netns;
+use baton_tests::nemesis::runner::{FaultHits, RunConfig, RunOutcome, merge, run};
 use baton_tests::nemesis::workload::MetadataWorkload;
 
 /// Faults per schedule in the suite.
@@ -22,7 +23,7 @@ async fn seed(seed: u64) {
     run_seed(RunConfig::new(seed, FAULTS)).await;
 }
 
-async fn run_seed(config: RunConfig) {
+async fn run_seed(config: RunConfig) -> RunOutcome {
     let seed = config.seed;
     let outcome = run(&config).await.unwrap_or_else(|e| panic!("seed {seed}: {e:#}"));
     eprintln!(
@@ -41,6 +42,8 @@ async fn run_seed(config: RunConfig) {
         eprintln!("seed {seed}: membership {m:?}");
         assert!(m.added >= 1 && m.removed >= 1, "seed {seed}: no membership change went through: {m:?}");
     }
+    eprintln!("seed {seed}: {:?}", outcome.hits);
+    outcome
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,6 +68,39 @@ async fn nemesis_seed_3() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nemesis_membership_and_delays_seed_12() {
     run_seed(RunConfig { membership: true, extended: true, ..RunConfig::new(12, FAULTS) }).await;
+}
+
+/// Seed 2117 over the MORE kinds (`schedule::extended_tests` pins its
+/// schedule): a follower's fsyncs stall, the active controller's fsyncs
+/// fail (it must stop, and nothing acknowledged may be lost), a broker is
+/// paused past the lease, the active controller is removed, wiped and
+/// rejoins with `--join`, and a controller pair's links lose chunks; the
+/// faults must really hit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nemesis_disk_loss_and_rejoin_seed_2117() {
+    let config = RunConfig { extended: true, more: true, ..RunConfig::new(2117, 5) };
+    let outcome = run_seed(config).await;
+    let h: FaultHits = outcome.hits;
+    assert!(h.fsync_stops >= 1, "no controller stopped on a failed fsync: {h:?}");
+    assert!(h.rejoined >= 1, "the founding controller did not rejoin: {h:?}");
+    assert!(h.chunks_lost >= 1, "the loss held no chunk: {h:?}");
+}
+
+/// Seed 9650 with every broker in its own network namespace and every
+/// kind drawn: a broker's outgoing packets all dropped (iptables), its link
+/// delayed (netem, or the proxy on a kernel without sch_netem), a follower
+/// controller removed and rejoined, real packet loss (iptables statistic),
+/// a broker's incoming packets all dropped. Needs root, `ip` and `iptables`
+/// (`scripts/install-netns-tools.sh`); skips saying why otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nemesis_netns_kernel_faults_seed_9650() {
+    if let Some(why) = netns::unavailable() {
+        eprintln!("SKIPPED nemesis_netns_kernel_faults: kernel network faults unavailable: {why}");
+        return;
+    }
+    let config = RunConfig { extended: true, more: true, netns: true, ..RunConfig::new(9650, 5) };
+    let outcome = run_seed(config).await;
+    assert!(outcome.hits.packets_dropped >= 1, "the kernel dropped no packet: {:?}", outcome.hits);
 }
 
 /// The checker's own test: a broker that ignores its lease (accepts
