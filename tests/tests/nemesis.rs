@@ -5,6 +5,8 @@
 //! A failing seed prints the checker's report (each violation with the
 //! events around it) and keeps the cluster folder; replay it with
 //! `cargo run -p baton-tests --release --bin baton-soak -- --seed N --schedules 1 --faults F`.
+//! (add `--extended`, `--more`, `--netns` or `--all` for the seeds that draw
+//! those kinds).
 
 use std::time::Duration;
 
