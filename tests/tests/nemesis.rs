@@ -11,10 +11,12 @@
 use std::time::Duration;
 
 use baton_tests::nemesis::checker::Check;
+use baton_tests::nemesis::client::{ATTEMPT_TIMEOUT, Api, WriteOutcome};
 use baton_tests::nemesis::clock::monotonic_ns;
 use baton_tests::nemesis::cluster::{NemesisCluster, NemesisOptions};
 use baton_tests::nemesis::history::{Event, Recorder};
 use baton_tests::nemesis::netns;
+use baton_tests::nemesis::proxy::{Direction, Proxy};
 use baton_tests::nemesis::runner::{FaultHits, RunConfig, RunOutcome, merge, run};
 use baton_tests::nemesis::workload::MetadataWorkload;
 
@@ -152,4 +154,31 @@ async fn a_broker_that_ignores_its_lease_is_caught() {
         report.count(Check::OverlappingLeaders) >= 1,
         "the checker missed a broker that ignores its lease:\n{report}"
     );
+}
+
+/// Regression for soak seed 3007 (`--all`, 8 faults; a harness bug, not a
+/// controller one): a delete committed while the active controller's
+/// fsyncs stalled, its answer came after the attempt's timeout, the retry on
+/// another controller met NotFound, the client called that a refusal, and
+/// the checker reported the topic's acknowledged create as lost. Here the
+/// leader's answers are delayed past the attempt timeout: the delete
+/// commits, the retry meets NotFound, and the outcome must be ambiguous.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_answer_is_lost_and_retried_is_ambiguous_not_refused() {
+    let cluster = NemesisCluster::start(NemesisOptions::default()).await.expect("cluster");
+    let api = cluster.api();
+    let created = api.create_topic("lost-answer", 1, 2).await;
+    assert!(matches!(created, WriteOutcome::Done(_)), "create: {created:?}");
+    let leader = baton_tests::wait_for("a leader", Duration::from_secs(20), async || api.leader().await).await;
+    let leader_addr = &cluster.controller_addrs[leader as usize - 1];
+    let slow = Proxy::start(leader_addr.parse().expect("addr")).await.expect("proxy");
+    // Requests reach the leader at once; its answers arrive after the attempt's timeout.
+    slow.delay(Direction::TargetToClient, ATTEMPT_TIMEOUT + Duration::from_secs(2), Duration::ZERO);
+    let mut addrs = vec![slow.addr().to_string()];
+    addrs.extend(cluster.controller_addrs.iter().filter(|a| *a != leader_addr).cloned());
+    let outcome = Api::new(addrs).delete_topic("lost-answer").await;
+    assert!(matches!(outcome, WriteOutcome::Ambiguous(_)), "a delete retried after its commit: {outcome:?}");
+    // It did commit: the topic is gone.
+    let after = api.describe("lost-answer", Duration::from_secs(10)).await;
+    assert_eq!(after.err().map(|s| s.code()), Some(tonic::Code::NotFound), "the delete did not commit");
 }

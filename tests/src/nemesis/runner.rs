@@ -66,18 +66,6 @@ impl RunConfig {
         }
     }
 
-    /// Every kind and option: ALL, EXTENDED, MORE, membership churn, and
-    /// NETNS when the machine allows it (`netns::unavailable`).
-    pub fn everything(seed: u64, faults: usize) -> RunConfig {
-        RunConfig {
-            membership: true,
-            extended: true,
-            more: true,
-            netns: super::netns::unavailable().is_none(),
-            ..RunConfig::new(seed, faults)
-        }
-    }
-
     /// The kinds this run's schedule is drawn from. ALL alone, and ALL +
     /// EXTENDED, give the schedules those seeds always had.
     pub fn kinds(&self) -> Vec<FaultKind> {
