@@ -171,14 +171,6 @@ pub struct Fault {
     pub stall: Duration,
 }
 
-impl FaultKind {
-    /// Kinds whose controller target is resolved by role: `a == 0` the
-    /// active controller, otherwise a follower.
-    pub fn by_role(self) -> bool {
-        matches!(self, FaultKind::DiskFailController | FaultKind::DiskStallController | FaultKind::RejoinController)
-    }
-}
-
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.duration.as_millis();
@@ -332,7 +324,7 @@ mod extended_tests {
     }
 
     /// The suite's seeds for the new kinds (`tests/tests/nemesis.rs`): 2117
-    /// over ALL + EXTENDED + MORE, 9650 over every kind.
+    /// over ALL + EXTENDED + MORE, 9650 and 3007 over every kind.
     #[test]
     fn the_suites_more_and_netns_seeds() {
         use FaultKind::*;
@@ -348,6 +340,19 @@ mod extended_tests {
         let all: Vec<FaultKind> = FaultKind::every().collect();
         let kinds: Vec<FaultKind> = schedule_with(9650, 5, 3, 3, &all).iter().map(|f| f.kind).collect();
         assert_eq!(kinds, vec![NetnsDropAgentOut, NetnsDelayAgent, RejoinController, NetnsLossAgent, NetnsDropAgentIn]);
+        // Soak seed 3007 (`nemesis_all_kinds_seed_3007`), over every kind.
+        let kinds: Vec<FaultKind> = schedule_with(3007, 8, 3, 3, &all).iter().map(|f| f.kind).collect();
+        let want = [
+            NetnsLossAgent,
+            PauseBrokerMedium,
+            PauseBrokerLong,
+            CutAgentBoth,
+            CutControllersBoth,
+            KillActiveController,
+            DiskFailController,
+            DiskStallController,
+        ];
+        assert_eq!(kinds, want);
     }
 
     /// The MORE and NETNS kinds leave schedules over ALL + EXTENDED alone
