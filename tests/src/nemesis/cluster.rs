@@ -129,10 +129,30 @@ impl NemesisCluster {
                     None
                 } else {
                     let seed = options.seed ^ ((i * 16 + j) as u64);
-                    Some(Proxy::start_seeded(target.parse()?, seed).await?)
+                    Some(proxy_avoiding(std::net::Ipv4Addr::LOCALHOST, target, seed, &controller_addrs).await?)
                 });
             }
             ctl_links.push(row);
+        }
+        // Every proxy is bound before any controller starts, and none on a
+        // controller's port (`proxy_avoiding`): a proxy that took a
+        // controller's port would forward to itself, and that controller
+        // could not start.
+        let mut namespaces = Vec::new();
+        if options.netns {
+            for _ in 0..options.brokers {
+                namespaces.push(NetNs::create().map_err(|e| anyhow::anyhow!("broker network namespace: {e}"))?);
+            }
+        }
+        let mut agent_links = Vec::new();
+        for k in 0..options.brokers {
+            let bind = namespaces.get(k).map_or(std::net::Ipv4Addr::LOCALHOST, |ns: &NetNs| ns.host_ip);
+            let mut links = Vec::new();
+            for (j, target) in controller_addrs.iter().enumerate() {
+                let seed = options.seed ^ (0x1000 + (k * 16 + j) as u64);
+                links.push(proxy_avoiding(bind, target, seed, &controller_addrs).await?);
+            }
+            agent_links.push(links);
         }
         let shim = options.faulty_disks.then(|| FaultFs::build(&dir.path().join("faultfs")));
         let mut disks = Vec::new();
@@ -165,22 +185,9 @@ impl NemesisCluster {
             }));
             controllers.push(Proc::spawn("baton-controller", args, env, log));
         }
-        let mut namespaces = Vec::new();
-        if options.netns {
-            for _ in 0..options.brokers {
-                namespaces.push(NetNs::create().map_err(|e| anyhow::anyhow!("broker network namespace: {e}"))?);
-            }
-        }
         let mut brokers = Vec::new();
-        let mut agent_links = Vec::new();
-        for k in 0..options.brokers {
+        for (k, links) in agent_links.iter().enumerate() {
             let ns = namespaces.get(k);
-            let bind = ns.map_or(std::net::Ipv4Addr::LOCALHOST, |ns| ns.host_ip);
-            let mut links = Vec::new();
-            for (j, target) in controller_addrs.iter().enumerate() {
-                let seed = options.seed ^ (0x1000 + (k * 16 + j) as u64);
-                links.push(Proxy::start_on(bind.into(), target.parse()?, seed).await?);
-            }
             let id = (k + 1) as i32;
             // `id=address`: a leader hint naming controller j+1 then goes
             // through this broker's own link to it, never around it.
@@ -205,7 +212,6 @@ impl NemesisCluster {
             let log = dir.path().join(format!("broker-{id}.log"));
             let prefix = ns.map(NetNs::exec_prefix).unwrap_or_default();
             brokers.push(Proc::spawn_with(prefix, "baton-nemesis-broker", args, Vec::new(), log));
-            agent_links.push(links);
         }
         let cluster = NemesisCluster {
             _guard: guard,
@@ -457,6 +463,26 @@ impl NemesisCluster {
     /// Keep the folder (logs, histories) when the cluster is dropped.
     pub fn keep_dir(&mut self) {
         self.keep = true;
+    }
+}
+
+/// A proxy to `target` on `bind`, on a port that is none of `controllers`'
+/// (their ports were picked by `free_port` and released: an ephemeral bind
+/// may get one back before the controller binds it).
+async fn proxy_avoiding(
+    bind: std::net::Ipv4Addr,
+    target: &str,
+    seed: u64,
+    controllers: &[String],
+) -> anyhow::Result<Proxy> {
+    let mut taken = Vec::new();
+    loop {
+        let proxy = Proxy::start_on(bind.into(), target.parse()?, seed).await?;
+        if !controllers.iter().any(|c| c.parse().ok() == Some(proxy.addr())) {
+            return Ok(proxy);
+        }
+        // Keep it bound while retrying, so the next bind gets another port.
+        taken.push(proxy);
     }
 }
 
