@@ -118,6 +118,7 @@ fn main() -> anyhow::Result<()> {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|| "unknown".into());
     let command: Vec<String> = std::env::args().collect();
+    // The commit checked out where it runs (the binaries may be older: say which in reports).
     println!("baton-soak at commit {commit}: {}", command.join(" "));
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let started = Instant::now();
