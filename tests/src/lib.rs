@@ -83,6 +83,8 @@ pub(crate) struct Proc {
     env: Vec<(String, String)>,
     binary: &'static str,
     log: PathBuf,
+    /// Runs the binary through this command (e.g. `ip netns exec NAME`); empty: directly.
+    prefix: Vec<String>,
     /// How the last run ended on its own (see `exit_status`); cleared by `start`.
     exit: Option<ExitStatus>,
 }
@@ -102,16 +104,42 @@ pub fn plaintext_unless_tls(env: &[(String, String)]) -> Vec<(String, String)> {
 
 impl Proc {
     pub(crate) fn spawn(binary: &'static str, args: Vec<String>, env: Vec<(String, String)>, log: PathBuf) -> Proc {
-        let mut p = Proc { child: None, args, env, binary, log, exit: None };
+        Proc::spawn_with(Vec::new(), binary, args, env, log)
+    }
+
+    /// As `spawn`, through `prefix` (e.g. `ip netns exec NAME`, which execs
+    /// the binary: the pid, and so kill and pause, are the binary's).
+    pub(crate) fn spawn_with(
+        prefix: Vec<String>,
+        binary: &'static str,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        log: PathBuf,
+    ) -> Proc {
+        let mut p = Proc { child: None, args, env, binary, log, prefix, exit: None };
         p.start();
         p
+    }
+
+    /// The arguments of the next `start`.
+    pub(crate) fn args_mut(&mut self) -> &mut Vec<String> {
+        &mut self.args
     }
 
     pub(crate) fn start(&mut self) {
         assert!(self.child.is_none(), "{} already running", self.binary);
         self.exit = None;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
-        let child = Command::new(bin_dir().join(self.binary))
+        let binary = bin_dir().join(self.binary);
+        let mut command = match self.prefix.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(&binary);
+                c
+            }
+            None => Command::new(&binary),
+        };
+        let child = command
             .args(&self.args)
             .envs(plaintext_unless_tls(&self.env))
             .envs(self.env.iter().cloned())

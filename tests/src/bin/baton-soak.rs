@@ -4,7 +4,15 @@
 //! ```text
 //! cargo build --workspace --bins --release
 //! cargo run -p baton-tests --release --bin baton-soak -- --duration 30m --seed 1
+//! cargo run -p baton-tests --release --bin baton-soak -- --duration 30m --all   # every fault kind
 //! ```
+//!
+//! `--all` draws every fault kind: the base set, link delays (`--extended`),
+//! proxy loss, fsync failures and stalls, a founding controller removed and
+//! rejoined (`--more`), kernel loss/delay/one-way drops on brokers in network
+//! namespaces (`--netns`, root only: without root, `ip` or `iptables` it is
+//! left out and the summary says why), and the 4th controller's membership
+//! rounds (`--membership`).
 //!
 //! Schedule `i` uses seed `--seed + i`, so any failing schedule is replayed
 //! with `--seed <that seed> --schedules 1`. A schedule with violations
@@ -14,7 +22,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use baton_tests::nemesis::runner::{RunConfig, run};
+use baton_tests::nemesis::netns;
+use baton_tests::nemesis::runner::{FaultHits, RunConfig, run};
 use baton_tests::nemesis::schedule::FaultKind;
 use clap::Parser;
 
@@ -42,6 +51,17 @@ struct Flags {
     /// Also draw link delays (20-400 ms plus jitter) among the faults.
     #[arg(long)]
     extended: bool,
+    /// Also draw proxy loss, fsync failures/stalls and founding-controller
+    /// remove-and-rejoin among the faults.
+    #[arg(long)]
+    more: bool,
+    /// Also draw kernel link faults on brokers in network namespaces (root only).
+    #[arg(long)]
+    netns: bool,
+    /// Every fault kind: --membership --extended --more, and --netns when
+    /// the machine allows it.
+    #[arg(long)]
+    all: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -72,10 +92,34 @@ struct Totals {
     membership_gave_up: u64,
     violations: BTreeMap<String, u64>,
     failing_seeds: Vec<u64>,
+    hits: FaultHits,
 }
 
 fn main() -> anyhow::Result<()> {
-    let flags = Flags::parse();
+    let mut flags = Flags::parse();
+    if flags.all {
+        flags.membership = true;
+        flags.extended = true;
+        flags.more = true;
+        flags.netns = true;
+    }
+    if flags.netns
+        && let Some(why) = netns::unavailable()
+    {
+        anyhow::ensure!(flags.all, "--netns: kernel network faults unavailable: {why}");
+        println!("netns fault kinds left out: {why}");
+        flags.netns = false;
+    }
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let command: Vec<String> = std::env::args().collect();
+    // The commit checked out where it runs (the binaries may be older: say which in reports).
+    println!("baton-soak at commit {commit}: {}", command.join(" "));
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let started = Instant::now();
     let mut totals = Totals::default();
@@ -88,6 +132,8 @@ fn main() -> anyhow::Result<()> {
         config.keep_dir = flags.keep;
         config.membership = flags.membership;
         config.extended = flags.extended;
+        config.more = flags.more;
+        config.netns = flags.netns;
         eprintln!("=== schedule {i}, seed {seed} ===");
         match runtime.block_on(run(&config)) {
             Ok(outcome) => {
@@ -101,6 +147,7 @@ fn main() -> anyhow::Result<()> {
                 totals.metadata_acked += outcome.metadata.acked;
                 totals.metadata_ambiguous += outcome.metadata.ambiguous;
                 totals.bad_lines += outcome.bad_lines;
+                totals.hits.add(&outcome.hits);
                 if let Some(m) = outcome.membership {
                     totals.membership_added += m.added;
                     totals.membership_removed += m.removed;
@@ -131,6 +178,8 @@ fn main() -> anyhow::Result<()> {
         }
     }
     print_summary(&totals, started.elapsed());
+    println!("  commit:               {commit}");
+    println!("  command:              {}", command.join(" "));
     anyhow::ensure!(totals.failing_seeds.is_empty(), "failing seeds: {:?}", totals.failing_seeds);
     Ok(())
 }
@@ -139,7 +188,7 @@ fn print_summary(t: &Totals, elapsed: Duration) {
     println!("soak summary ({:.0?})", elapsed);
     println!("  schedules run:        {} ({} failed to run)", t.schedules, t.failed_to_run);
     println!("  faults by kind:");
-    for kind in FaultKind::ALL.iter().chain(&FaultKind::EXTENDED).copied() {
+    for kind in FaultKind::every() {
         println!("    {:<28} {}", kind.name(), t.faults.get(&kind).copied().unwrap_or(0));
     }
     println!("  writes accepted:      {} (recorded)", t.accepted);
@@ -151,6 +200,14 @@ fn print_summary(t: &Totals, elapsed: Duration) {
         "  controllers added:    {} (removed {}, steps given up {})",
         t.membership_added, t.membership_removed, t.membership_gave_up
     );
+    let h = &t.hits;
+    println!(
+        "  fsync failures:       {} stopped the controller, {} found nothing to sync",
+        h.fsync_stops, h.fsync_idle
+    );
+    println!("  founding rejoins:     {} voters again ({} steps given up)", h.rejoined, h.rejoin_gave_up);
+    println!("  proxy chunks lost:    {} (held for a retransmission timeout)", h.chunks_lost);
+    println!("  kernel packets dropped: {}", h.packets_dropped);
     let total: u64 = t.violations.values().sum();
     println!("  violations:           {total}");
     for (check, n) in &t.violations {

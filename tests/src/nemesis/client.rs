@@ -65,8 +65,19 @@ impl Api {
 
     /// One round over the controllers: the first answer that is Ok or
     /// definite wins; otherwise the last error.
-    async fn round<T>(&self, f: &mut Call<T>) -> Result<T, Status> {
+    ///
+    /// For a write, a definite refusal that follows an attempt which may
+    /// have reached a controller (it timed out, or failed after connecting)
+    /// is not definite: that attempt may have committed the change, and the
+    /// retry then meets its effect (a delete NotFound, a create
+    /// AlreadyExists). It is returned as `Unknown`, so the write is
+    /// ambiguous and gets resolved, instead of refused. (Found by soak seed
+    /// 3007: a delete committed under a stalled fsync, its answer came after
+    /// the attempt's timeout, the retry got NotFound, and the checker
+    /// reported the topic's acknowledged create as lost.)
+    async fn round<T>(&self, f: &mut Call<T>, write: bool) -> Result<T, Status> {
         let mut last = Status::unavailable("no controller configured");
+        let mut maybe_applied = false;
         for addr in &self.addrs {
             let client = match Self::connect(addr).await {
                 Ok(c) => c,
@@ -77,9 +88,19 @@ impl Api {
             };
             match tokio::time::timeout(ATTEMPT_TIMEOUT, f(client)).await {
                 Ok(Ok(v)) => return Ok(v),
+                Ok(Err(s)) if definite(&s) && write && maybe_applied => {
+                    let what = format!("{:?} after an attempt that may have committed: {}", s.code(), s.message());
+                    return Err(Status::unknown(what));
+                }
                 Ok(Err(s)) if definite(&s) => return Err(s),
-                Ok(Err(s)) => last = s,
-                Err(_) => last = Status::deadline_exceeded(format!("{addr}: no answer in {ATTEMPT_TIMEOUT:?}")),
+                Ok(Err(s)) => {
+                    maybe_applied = true;
+                    last = s;
+                }
+                Err(_) => {
+                    maybe_applied = true;
+                    last = Status::deadline_exceeded(format!("{addr}: no answer in {ATTEMPT_TIMEOUT:?}"));
+                }
             }
         }
         Err(last)
@@ -89,7 +110,7 @@ impl Api {
     pub async fn read<T>(&self, within: Duration, mut f: Call<T>) -> Result<T, Status> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            match self.round(&mut f).await {
+            match self.round(&mut f, false).await {
                 Ok(v) => return Ok(v),
                 Err(s) if definite(&s) => return Err(s),
                 Err(s) if tokio::time::Instant::now() >= deadline => return Err(s),
@@ -106,10 +127,13 @@ impl Api {
             config: Some(TopicConfig { unclean_leader_election: false }),
         };
         classify(
-            self.round(&mut call(move |mut c| {
-                let r = request.clone();
-                async move { Ok(c.create_topic(r).await?.into_inner()) }
-            }))
+            self.round(
+                &mut call(move |mut c| {
+                    let r = request.clone();
+                    async move { Ok(c.create_topic(r).await?.into_inner()) }
+                }),
+                true,
+            )
             .await,
         )
     }
@@ -117,10 +141,13 @@ impl Api {
     pub async fn delete_topic(&self, name: &str) -> WriteOutcome<u64> {
         let request = DeleteTopicRequest { name: name.into() };
         classify(
-            self.round(&mut call(move |mut c| {
-                let r = request.clone();
-                async move { Ok(c.delete_topic(r).await?.into_inner().metadata_version) }
-            }))
+            self.round(
+                &mut call(move |mut c| {
+                    let r = request.clone();
+                    async move { Ok(c.delete_topic(r).await?.into_inner().metadata_version) }
+                }),
+                true,
+            )
             .await,
         )
     }

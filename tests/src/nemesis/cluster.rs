@@ -24,12 +24,31 @@
 //! history valid; the nemesis event says how many connections each cut
 //! held. A hint naming a per-agent address would need the agent to map
 //! controller ids to its own addresses.
+//!
+//! **Options.** With `faulty_disks` every controller runs with the faultfs
+//! shim (`crate::faults`) and [`NemesisCluster::disk`] fails or stalls its
+//! fsyncs. With `netns` (root) broker k runs in its own network namespace
+//! (`ip netns exec`, same pid), its proxies A(k→j) listen on the host end of
+//! its veth pair, and [`NemesisCluster::netns`] puts kernel faults on that
+//! pair: the broker's whole path to the controllers crosses it. A leader
+//! hint naming an address only the host can reach (127.0.0.1, e.g. the
+//! membership churn's 4th controller) cannot be followed from a namespace:
+//! while that controller leads, namespaced brokers talk to the others only.
+//!
+//! **Rejoin.** [`NemesisCluster::wipe_for_rejoin`] turns a removed founding
+//! controller into a joiner (`--join`, empty data dir). It is added back at
+//! its real address, which the quorum replicates and which wins over the
+//! `--peers` entries: from then on messages *to* it bypass the P(i→j)
+//! proxies (cuts towards it are weaker than named; its own messages still
+//! cross its proxies).
 
 use std::path::PathBuf;
 use std::sync::MutexGuard;
 use std::time::Duration;
 
+use crate::faults::{DiskControl, DiskMode, FaultFs};
 use crate::nemesis::client::Api;
+use crate::nemesis::netns::NetNs;
 use crate::nemesis::proxy::{Direction, Proxy};
 use crate::{Proc, cluster_lock, free_port};
 
@@ -44,6 +63,14 @@ pub struct NemesisOptions {
     pub interval_ms: u64,
     /// Seeds the proxies' jitter.
     pub seed: u64,
+    /// Start every controller with the faultfs shim (`crate::faults`), so
+    /// `disk` can fail or stall its fsyncs.
+    pub faulty_disks: bool,
+    /// Run every broker in its own network namespace (`nemesis::netns`,
+    /// root only): its controller links' proxies listen on the host end of
+    /// its veth pair, and kernel faults (loss, delay, one-way drops) can be
+    /// put on that pair.
+    pub netns: bool,
 }
 
 impl Default for NemesisOptions {
@@ -55,6 +82,8 @@ impl Default for NemesisOptions {
             broken_brokers: Vec::new(),
             interval_ms: 3,
             seed: 0,
+            faulty_disks: false,
+            netns: false,
         }
     }
 }
@@ -71,6 +100,13 @@ pub struct NemesisCluster {
     ctl_links: Vec<Vec<Option<Proxy>>>,
     /// `agent_links[k][j]`: A(broker k+1 → controller j+1).
     agent_links: Vec<Vec<Proxy>>,
+    /// Per controller, its faultfs control file (with `faulty_disks`).
+    disks: Vec<Option<DiskControl>>,
+    /// Per broker, its network namespace (with `netns`). Dropped after the
+    /// processes (see `Drop`).
+    namespaces: Vec<NetNs>,
+    /// A kernel fault is set on some namespace (`heal_links` clears them).
+    netns_faulted: std::sync::atomic::AtomicBool,
     keep: bool,
 }
 
@@ -93,11 +129,33 @@ impl NemesisCluster {
                     None
                 } else {
                     let seed = options.seed ^ ((i * 16 + j) as u64);
-                    Some(Proxy::start_seeded(target.parse()?, seed).await?)
+                    Some(proxy_avoiding(std::net::Ipv4Addr::LOCALHOST, target, seed, &controller_addrs).await?)
                 });
             }
             ctl_links.push(row);
         }
+        // Every proxy is bound before any controller starts, and none on a
+        // controller's port (`proxy_avoiding`): a proxy that took a
+        // controller's port would forward to itself, and that controller
+        // could not start.
+        let mut namespaces = Vec::new();
+        if options.netns {
+            for _ in 0..options.brokers {
+                namespaces.push(NetNs::create().map_err(|e| anyhow::anyhow!("broker network namespace: {e}"))?);
+            }
+        }
+        let mut agent_links = Vec::new();
+        for k in 0..options.brokers {
+            let bind = namespaces.get(k).map_or(std::net::Ipv4Addr::LOCALHOST, |ns: &NetNs| ns.host_ip);
+            let mut links = Vec::new();
+            for (j, target) in controller_addrs.iter().enumerate() {
+                let seed = options.seed ^ (0x1000 + (k * 16 + j) as u64);
+                links.push(proxy_avoiding(bind, target, seed, &controller_addrs).await?);
+            }
+            agent_links.push(links);
+        }
+        let shim = options.faulty_disks.then(|| FaultFs::build(&dir.path().join("faultfs")));
+        let mut disks = Vec::new();
         let mut controllers = Vec::new();
         for (i, addr) in controller_addrs.iter().enumerate() {
             let peers: Vec<String> = (0..n)
@@ -119,16 +177,17 @@ impl NemesisCluster {
                 peers.join(","),
             ];
             let log = dir.path().join(format!("controller-{id}.log"));
-            controllers.push(Proc::spawn("baton-controller", args, options.controller_env.clone(), log));
+            let mut env = options.controller_env.clone();
+            disks.push(shim.as_ref().map(|shim| {
+                let control = DiskControl::create(dir.path().join(format!("controller-{id}.faultfs")));
+                env.extend(shim.env(&control, &data));
+                control
+            }));
+            controllers.push(Proc::spawn("baton-controller", args, env, log));
         }
         let mut brokers = Vec::new();
-        let mut agent_links = Vec::new();
-        for k in 0..options.brokers {
-            let mut links = Vec::new();
-            for (j, target) in controller_addrs.iter().enumerate() {
-                let seed = options.seed ^ (0x1000 + (k * 16 + j) as u64);
-                links.push(Proxy::start_seeded(target.parse()?, seed).await?);
-            }
+        for (k, links) in agent_links.iter().enumerate() {
+            let ns = namespaces.get(k);
             let id = (k + 1) as i32;
             // `id=address`: a leader hint naming controller j+1 then goes
             // through this broker's own link to it, never around it.
@@ -151,8 +210,8 @@ impl NemesisCluster {
                 args.push("--ignore-lease".into());
             }
             let log = dir.path().join(format!("broker-{id}.log"));
-            brokers.push(Proc::spawn("baton-nemesis-broker", args, Vec::new(), log));
-            agent_links.push(links);
+            let prefix = ns.map(NetNs::exec_prefix).unwrap_or_default();
+            brokers.push(Proc::spawn_with(prefix, "baton-nemesis-broker", args, Vec::new(), log));
         }
         let cluster = NemesisCluster {
             _guard: guard,
@@ -163,6 +222,9 @@ impl NemesisCluster {
             controller_addrs,
             ctl_links,
             agent_links,
+            disks,
+            namespaces,
+            netns_faulted: Default::default(),
             keep: std::env::var_os("BATON_KEEP_LOGS").is_some(),
         };
         cluster.wait_brokers_alive(Duration::from_secs(30)).await?;
@@ -285,15 +347,103 @@ impl NemesisCluster {
         }
     }
 
-    /// Every link passes again, with no delay.
-    pub fn heal_links(&self) {
+    /// Broker `k`'s links to every controller lose chunks, both directions.
+    pub fn loss_agent(&self, k: usize, permille: u32) {
+        for link in &self.agent_links[k] {
+            for dir in Direction::BOTH {
+                link.loss(dir, permille);
+            }
+        }
+    }
+
+    /// Controller `i`'s and `j`'s links to each other lose chunks, both directions.
+    pub fn loss_controllers(&self, i: usize, j: usize, permille: u32) {
+        for (a, b) in [(i, j), (j, i)] {
+            if let Some(link) = &self.ctl_links[a][b] {
+                for dir in Direction::BOTH {
+                    link.loss(dir, permille);
+                }
+            }
+        }
+    }
+
+    /// Chunks the proxies held for a retransmission timeout so far.
+    pub fn lost_chunks(&self) -> u64 {
+        let ctl = self.ctl_links.iter().flatten().flatten().map(|l| l.stats().lost);
+        ctl.chain(self.agent_links.iter().flatten().map(|l| l.stats().lost)).sum()
+    }
+
+    /// Sets controller `index`'s disk (needs `NemesisOptions::faulty_disks`).
+    pub fn disk(&self, index: usize, mode: DiskMode) {
+        match &self.disks[index] {
+            Some(control) => control.set(mode),
+            None => panic!("controller-{} runs without the faultfs shim (NemesisOptions::faulty_disks)", index + 1),
+        }
+    }
+
+    /// True when the cluster was started with the faultfs shim.
+    pub fn has_faulty_disks(&self) -> bool {
+        self.disks.iter().any(Option::is_some)
+    }
+
+    /// How controller `index` ended on its own (e.g. on a failed fsync), if it did.
+    pub fn controller_exit(&mut self, index: usize) -> Option<std::process::ExitStatus> {
+        self.controllers[index].exit_status()
+    }
+
+    /// Controller `index`'s data directory.
+    pub fn controller_data_dir(&self, index: usize) -> PathBuf {
+        self.dir.path().join(format!("controller-{}", index + 1))
+    }
+
+    /// Stops controller `index`, deletes its data directory and makes its
+    /// next start join the running quorum (`--join`, fresh log: it waits
+    /// for a snapshot from the leader). For a controller already removed
+    /// from the quorum.
+    pub fn wipe_for_rejoin(&mut self, index: usize) -> anyhow::Result<()> {
+        self.controllers[index].kill9();
+        let data = self.controller_data_dir(index);
+        match std::fs::remove_dir_all(&data) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        let args = self.controllers[index].args_mut();
+        if !args.iter().any(|a| a == "--join") {
+            args.push("--join".into());
+        }
+        Ok(())
+    }
+
+    /// Broker `k`'s network namespace (with `NemesisOptions::netns`).
+    pub fn netns(&self, k: usize) -> Option<&NetNs> {
+        let ns = self.namespaces.get(k);
+        if ns.is_some() {
+            self.netns_faulted.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        ns
+    }
+
+    /// Every link passes again, with no delay or loss; kernel faults on the
+    /// brokers' namespaces are cleared too. Returns the packets the kernel
+    /// rules dropped since the last clear.
+    pub fn heal_links(&self) -> u64 {
         self.ctl_links.iter().flatten().flatten().for_each(|l| l.heal());
         self.agent_links.iter().flatten().for_each(|l| l.heal());
+        if self.netns_faulted.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            self.namespaces.iter().map(NetNs::clear).sum()
+        } else {
+            0
+        }
     }
 
     /// Heals every link and makes every process run again.
     pub fn heal_all(&mut self) {
         self.heal_links();
+        for i in 0..self.disks.len() {
+            if self.disks[i].is_some() {
+                self.disk(i, DiskMode::Ok);
+            }
+        }
         for i in 0..self.controllers.len() {
             self.restart_controller(i);
         }
@@ -316,10 +466,32 @@ impl NemesisCluster {
     }
 }
 
+/// A proxy to `target` on `bind`, on a port that is none of `controllers`'
+/// (their ports were picked by `free_port` and released: an ephemeral bind
+/// may get one back before the controller binds it).
+async fn proxy_avoiding(
+    bind: std::net::Ipv4Addr,
+    target: &str,
+    seed: u64,
+    controllers: &[String],
+) -> anyhow::Result<Proxy> {
+    let mut taken = Vec::new();
+    loop {
+        let proxy = Proxy::start_on(bind.into(), target.parse()?, seed).await?;
+        if !controllers.iter().any(|c| c.parse().ok() == Some(proxy.addr())) {
+            return Ok(proxy);
+        }
+        // Keep it bound while retrying, so the next bind gets another port.
+        taken.push(proxy);
+    }
+}
+
 impl Drop for NemesisCluster {
     fn drop(&mut self) {
         self.brokers.clear();
         self.controllers.clear();
+        // After the processes: a namespace goes when its last process does.
+        self.namespaces.clear();
         if std::thread::panicking() || self.keep {
             let path = self.dir.path().to_path_buf();
             if let Ok(fresh) = tempfile::tempdir() {

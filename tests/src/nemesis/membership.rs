@@ -90,13 +90,42 @@ where
 }
 
 async fn remove(addrs: &[String]) -> Result<(), tonic::Status> {
-    let req = RemoveControllerRequest { id: CHURN_ID, force: false };
+    remove_id(addrs, CHURN_ID).await
+}
+
+async fn remove_id(addrs: &[String], id: u64) -> Result<(), tonic::Status> {
+    let req = RemoveControllerRequest { id, force: false };
     match admin(addrs, |mut c| async move { c.remove_controller(req).await }).await {
         Ok(_) => Ok(()),
         // Already gone (an earlier attempt went through): done.
         Err(s) if s.code() == Code::NotFound => Ok(()),
         Err(s) => Err(s),
     }
+}
+
+/// Removes controller `id` from the quorum, retrying (through any
+/// controller) for up to a minute; false if it never went through (e.g.
+/// the others could not form a majority without it meanwhile).
+pub async fn remove_controller(addrs: &[String], id: u64) -> bool {
+    retry_step(&format!("remove controller-{id}"), || remove_id(addrs, id)).await
+}
+
+/// Adds controller `id` at `address` as a voter (learner, catch-up, voter),
+/// retrying for up to a minute; false if it never went through.
+pub async fn add_controller(addrs: &[String], id: u64, address: &str) -> bool {
+    retry_step(&format!("add controller-{id}"), || {
+        let req =
+            AddControllerRequest { id, address: address.to_string(), learner_only: false, catch_up_timeout_ms: 15_000 };
+        async move {
+            admin(addrs, |mut c| {
+                let req = req.clone();
+                async move { c.add_controller(req).await }
+            })
+            .await
+            .map(|_| ())
+        }
+    })
+    .await
 }
 
 /// Adds and removes controller 4 in rounds until `stop`; returns what it did.

@@ -27,7 +27,12 @@
 //!   start to checked history. `tests/tests/nemesis.rs` runs a short fixed
 //!   set of seeds; `baton-soak` loops schedules for any duration.
 //! - [`membership`]: a 4th controller added to and removed from the quorum
-//!   in rounds while the schedule runs (`RunConfig::membership`).
+//!   in rounds while the schedule runs (`RunConfig::membership`); the
+//!   `remove-rejoin-controller` fault removes one of the founding three,
+//!   wipes it and adds it back through the same calls.
+//! - [`netns`]: kernel-level link faults (root only): brokers in network
+//!   namespaces, iptables packet loss and one-way drops, tc netem delay
+//!   (`RunConfig::netns`).
 
 pub mod checker;
 pub mod client;
@@ -35,6 +40,8 @@ pub mod clock;
 pub mod cluster;
 pub mod history;
 pub mod membership;
+pub mod more_faults;
+pub mod netns;
 pub mod proxy;
 pub mod report;
 pub mod runner;

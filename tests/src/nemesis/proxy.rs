@@ -13,6 +13,7 @@
 //! | [`cut`](LinkHandle::cut) | blackhole both ways: sockets stay open, no FIN, no RST, nothing arrives |
 //! | [`cut_one_way`](LinkHandle::cut_one_way) | blackhole one direction, the other flows |
 //! | [`delay`](LinkHandle::delay) | fixed + uniform jitter, per direction; byte order is kept |
+//! | [`loss`](LinkHandle::loss) | each chunk "lost" with a probability: held for a retransmission timeout |
 //! | [`drop_connections`](LinkHandle::drop_connections) | reset every open connection (RST to both sides) |
 //! | [`heal`](LinkHandle::heal) | no fault at all: no cut, no delay |
 //!
@@ -31,6 +32,19 @@
 //! messages a→b vanish while b→a still arrive (requests lost, answers
 //! delivered, or the reverse). On a real network a one-way IP cut also loses
 //! the ACKs, and both directions of the connection eventually stall.
+//!
+//! **Loss is retransmission.** A proxy sits above TCP and cannot drop a
+//! segment: what an application sees of a lost segment is the stream
+//! stopping until the sender retransmits it, one retransmission timeout
+//! later (at least 200 ms on Linux), with everything behind it waiting
+//! (head-of-line blocking), and the timeout doubling when the retransmission
+//! is lost too. [`loss`](LinkHandle::loss) models exactly that: each chunk
+//! read is "lost" with the given probability and then delivered
+//! [`MIN_RTO`] × 2^(losses in a row − 1) later (capped at [`MAX_RTO`]),
+//! never overtaking the chunk ahead. Nothing is dropped for good (TCP gives
+//! a connection up only after minutes of this). Real segment loss needs the
+//! kernel: see `nemesis::netns` (iptables `statistic` drops in a network
+//! namespace, root only).
 //!
 //! **Drops are resets.** `drop_connections` closes both sockets with
 //! `SO_LINGER = 0`, so both peers get an RST, like a NAT/conntrack entry
@@ -64,6 +78,10 @@ pub const CHUNK: usize = 16 * 1024;
 /// one chunk a blocked reader may hold, this bounds the proxy's memory per
 /// connection at about 2 × 17 × [`CHUNK`].
 pub const CHUNKS_IN_FLIGHT: usize = 16;
+/// The retransmission timeout of a first loss (Linux's minimum RTO).
+pub const MIN_RTO: Duration = Duration::from_millis(200);
+/// The longest a run of losses holds a chunk.
+pub const MAX_RTO: Duration = Duration::from_millis(3_200);
 
 /// One direction of a link.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -87,6 +105,9 @@ pub struct DirFaults {
     /// it was read (and never before the chunk ahead of it).
     pub delay: Duration,
     pub jitter: Duration,
+    /// Probability, in thousandths, that a chunk is lost and retransmitted
+    /// (held for a retransmission timeout, see the module docs).
+    pub loss_permille: u32,
 }
 
 /// The faults on both directions of a link.
@@ -129,6 +150,8 @@ pub struct LinkStats {
     pub bytes_target_to_client: u64,
     /// Connections reset by `drop_connections`.
     pub dropped: u64,
+    /// Chunks held for a retransmission timeout by `loss`.
+    pub lost: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -145,6 +168,7 @@ struct Counters {
     to_target: AtomicU64,
     to_client: AtomicU64,
     dropped: AtomicU64,
+    lost: AtomicU64,
 }
 
 struct Shared {
@@ -210,6 +234,12 @@ impl LinkHandle {
         });
     }
 
+    /// Loses each chunk of `dir` with probability `permille`/1000 (held for
+    /// a retransmission timeout, see the module docs); 0 ends the loss.
+    pub fn loss(&self, dir: Direction, permille: u32) {
+        self.shared.state.send_modify(|s| s.faults.get_mut(dir).loss_permille = permille.min(1000));
+    }
+
     /// Resets every open connection (RST to both sides) and returns how many
     /// there were. New connections are accepted as before. **Unsafe for the
     /// fast-failover path** on agent↔controller links: see the module docs.
@@ -232,6 +262,7 @@ impl LinkHandle {
             bytes_client_to_target: c.to_target.load(Ordering::SeqCst),
             bytes_target_to_client: c.to_client.load(Ordering::SeqCst),
             dropped: c.dropped.load(Ordering::SeqCst),
+            lost: c.lost.load(Ordering::SeqCst),
         }
     }
 }
@@ -253,7 +284,13 @@ impl Proxy {
     /// Same, with the jitter's random numbers drawn from `seed` (a connection's
     /// draws depend on the seed and the order in which connections arrived).
     pub async fn start_seeded(target: SocketAddr, seed: u64) -> io::Result<Proxy> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Proxy::start_on(std::net::Ipv4Addr::LOCALHOST.into(), target, seed).await
+    }
+
+    /// Same, listening on `bind` (e.g. the host end of a network namespace's
+    /// veth pair, so processes in the namespace can reach it).
+    pub async fn start_on(bind: std::net::IpAddr, target: SocketAddr, seed: u64) -> io::Result<Proxy> {
+        let listener = TcpListener::bind(SocketAddr::new(bind, 0)).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             target,
@@ -386,6 +423,8 @@ async fn pump(
 
     let reader = async move {
         let mut buf = vec![0u8; CHUNK];
+        // Losses in a row: each doubles the retransmission timeout.
+        let mut losses: u32 = 0;
         loop {
             // While cut, do not read: the source's TCP window fills and it blocks.
             until(&mut read_gate, passes).await;
@@ -398,7 +437,17 @@ async fn pump(
                 Ok(0) | Err(_) => Duration::ZERO,
                 Ok(j) => Duration::from_nanos(rng.random_range(0..=j)),
             };
-            let due = Instant::now() + f.delay + jitter;
+            // Drawn only while a loss is set, so a link without loss draws
+            // exactly the numbers it drew before loss existed.
+            let rto = if f.loss_permille > 0 && rng.random_range(0..1000) < f.loss_permille {
+                losses += 1;
+                shared.counters.lost.fetch_add(1, Ordering::SeqCst);
+                MIN_RTO.saturating_mul(1 << (losses - 1).min(4)).min(MAX_RTO)
+            } else {
+                losses = 0;
+                Duration::ZERO
+            };
+            let due = Instant::now() + f.delay + jitter + rto;
             if tx.send((due, buf[..n].to_vec())).await.is_err() {
                 return Ok(());
             }

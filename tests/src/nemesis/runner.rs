@@ -25,8 +25,9 @@ use super::clock::monotonic_ns;
 use super::cluster::{NemesisCluster, NemesisOptions};
 use super::history::{Event, PartitionState, Recorder, TopicState, parse_jsonl};
 use super::membership::{ChurnStats, churn};
+use super::more_faults::{RejoinState, inject_more};
 use super::proxy::Direction;
-use super::schedule::{Fault, FaultKind, schedule, schedule_with};
+use super::schedule::{Fault, FaultKind, schedule_with};
 use super::workload::{MetadataStats, MetadataWorkload, watch_leadership};
 
 #[derive(Clone, Debug)]
@@ -41,6 +42,14 @@ pub struct RunConfig {
     pub membership: bool,
     /// Also draw the extended fault kinds (link delays).
     pub extended: bool,
+    /// Also draw `FaultKind::MORE` (proxy loss, fsync failures and stalls,
+    /// a founding controller removed and rejoined); the controllers then
+    /// run with the faultfs shim.
+    pub more: bool,
+    /// Also draw `FaultKind::NETNS` (kernel loss, delay and one-way drops);
+    /// the brokers then run in network namespaces. Root only: check
+    /// `netns::unavailable()` first.
+    pub netns: bool,
 }
 
 impl RunConfig {
@@ -52,7 +61,25 @@ impl RunConfig {
             keep_dir: false,
             membership: false,
             extended: false,
+            more: false,
+            netns: false,
         }
+    }
+
+    /// The kinds this run's schedule is drawn from. ALL alone, and ALL +
+    /// EXTENDED, give the schedules those seeds always had.
+    pub fn kinds(&self) -> Vec<FaultKind> {
+        let mut kinds = FaultKind::ALL.to_vec();
+        if self.extended {
+            kinds.extend(FaultKind::EXTENDED);
+        }
+        if self.more {
+            kinds.extend(FaultKind::MORE);
+        }
+        if self.netns {
+            kinds.extend(FaultKind::NETNS);
+        }
+        kinds
     }
 }
 
@@ -72,6 +99,64 @@ pub struct RunOutcome {
     /// The cluster folder, when kept (violations, or asked for).
     pub kept: Option<PathBuf>,
     pub elapsed: Duration,
+    /// What the MORE and NETNS faults did (from their `nemesis` events).
+    pub hits: FaultHits,
+}
+
+/// Evidence that the MORE and NETNS faults hit, read from the `healed …`
+/// and `remove-rejoin` events they record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultHits {
+    /// Controllers that stopped on a failed fsync (and were restarted).
+    pub fsync_stops: u64,
+    /// Disk failures during which the controller had nothing to sync.
+    pub fsync_idle: u64,
+    /// Founding controllers removed, wiped and voters again.
+    pub rejoined: u64,
+    /// Rejoin steps that gave up (removal refused, add-back retried).
+    pub rejoin_gave_up: u64,
+    /// Chunks the proxies held for a retransmission timeout.
+    pub chunks_lost: u64,
+    /// Packets the kernel rules dropped.
+    pub packets_dropped: u64,
+}
+
+impl FaultHits {
+    pub fn add(&mut self, o: &FaultHits) {
+        self.fsync_stops += o.fsync_stops;
+        self.fsync_idle += o.fsync_idle;
+        self.rejoined += o.rejoined;
+        self.rejoin_gave_up += o.rejoin_gave_up;
+        self.chunks_lost += o.chunks_lost;
+        self.packets_dropped += o.packets_dropped;
+    }
+
+    /// Reads the runner's `nemesis` events.
+    pub fn from_events(events: &[Event]) -> FaultHits {
+        let mut h = FaultHits::default();
+        let number_before = |what: &str, marker: &str| -> u64 {
+            what.split(marker).next().and_then(|s| s.rsplit(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0)
+        };
+        for e in events {
+            let Event::Nemesis { what, .. } = e else { continue };
+            if what.contains("stopped on its failed fsync") {
+                h.fsync_stops += 1;
+            } else if what.contains("had no fsync to fail") {
+                h.fsync_idle += 1;
+            } else if what.contains("is a voter again") || what.ends_with("added back after the heal: true") {
+                h.rejoined += 1;
+            } else if (what.starts_with("remove-rejoin") && what.contains("gave up"))
+                || what.contains("could not be removed")
+            {
+                h.rejoin_gave_up += 1;
+            } else if what.starts_with("healed ") && what.contains(" chunks lost") {
+                h.chunks_lost += number_before(what, " chunks lost");
+            } else if what.starts_with("healed ") && what.contains(" packets dropped") {
+                h.packets_dropped += number_before(what, " packets dropped");
+            }
+        }
+        h
+    }
 }
 
 impl RunOutcome {
@@ -86,13 +171,10 @@ impl RunOutcome {
 
 pub async fn run(config: &RunConfig) -> anyhow::Result<RunOutcome> {
     let started = tokio::time::Instant::now();
-    let faults = if config.extended {
-        let kinds: Vec<FaultKind> = FaultKind::ALL.iter().chain(&FaultKind::EXTENDED).copied().collect();
-        schedule_with(config.seed, config.faults, 3, 3, &kinds)
-    } else {
-        schedule(config.seed, config.faults, 3, 3)
-    };
-    let mut cluster = NemesisCluster::start(NemesisOptions { seed: config.seed, ..Default::default() }).await?;
+    let faults = schedule_with(config.seed, config.faults, 3, 3, &config.kinds());
+    let options =
+        NemesisOptions { seed: config.seed, faulty_disks: config.more, netns: config.netns, ..Default::default() };
+    let mut cluster = NemesisCluster::start(options).await?;
     let runner_file = cluster.dir.path().join("runner.jsonl");
     let rec = Arc::new(Recorder::create(&runner_file)?);
     let api = cluster.api();
@@ -125,8 +207,13 @@ pub async fn run(config: &RunConfig) -> anyhow::Result<RunOutcome> {
         tokio::spawn(churn(dir, addrs, rec.clone(), stop_churn.clone(), config.seed))
     });
 
+    let mut rejoin = RejoinState::default();
     for fault in &faults {
-        inject(&mut cluster, &api, &rec, fault).await;
+        if FaultKind::MORE.contains(&fault.kind) || FaultKind::NETNS.contains(&fault.kind) {
+            inject_more(&mut cluster, &api, &rec, fault, &mut rejoin).await;
+        } else {
+            inject(&mut cluster, &api, &rec, fault).await;
+        }
         tokio::time::sleep(fault.gap).await;
     }
 
@@ -144,6 +231,9 @@ pub async fn run(config: &RunConfig) -> anyhow::Result<RunOutcome> {
     let mut workload = metadata.await?;
     phase("workload stopped");
     cluster.heal_all();
+    // A founding controller removed by a rejoin fault whose add-back did
+    // not go through is added back now (before the heal is declared).
+    rejoin.finish(&mut cluster, &rec).await;
     let healed_at = monotonic_ns();
     rec.record(&Event::Healed { t_ns: healed_at, live_brokers: None })?;
     let bound = config.checker.liveness_bound;
@@ -175,6 +265,7 @@ pub async fn run(config: &RunConfig) -> anyhow::Result<RunOutcome> {
     let (events, bad_lines) = merge(&files)?;
     let writes_accepted = events.iter().filter(|e| matches!(e, Event::WriteAccepted { .. })).count() as u64;
     let writes_refused = events.iter().filter(|e| matches!(e, Event::WriteRefused { .. })).count() as u64;
+    let hits = FaultHits::from_events(&events);
     let report = check(events, &config.checker);
     phase("checked");
     let kept = (!report.is_ok() || config.keep_dir).then(|| {
@@ -193,10 +284,11 @@ pub async fn run(config: &RunConfig) -> anyhow::Result<RunOutcome> {
         membership,
         kept,
         elapsed: started.elapsed(),
+        hits,
     })
 }
 
-async fn nemesis(rec: &Recorder, what: String) {
+pub(super) async fn nemesis(rec: &Recorder, what: String) {
     eprintln!("nemesis: {what}");
     let _ = rec.record(&Event::Nemesis { t_ns: monotonic_ns(), what });
 }
@@ -261,6 +353,7 @@ pub async fn inject(cluster: &mut NemesisCluster, api: &Api, rec: &Recorder, fau
             tokio::time::sleep(fault.duration).await;
             cluster.heal_links();
         }
+        _ => inject_more(cluster, api, rec, fault, &mut RejoinState::default()).await,
     }
 }
 
