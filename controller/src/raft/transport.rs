@@ -15,7 +15,7 @@ use std::time::Duration;
 use baton_proto::v1::raft_client::RaftClient;
 use baton_proto::v1::raft_server::Raft;
 use baton_proto::v1::{RaftAck, RaftMessageBatch, SnapshotChunk};
-use baton_security::{Connector, Expect, Peer, Principal, Tls};
+use baton_security::{Connector, Expect, Principal, Tls};
 use futures::StreamExt;
 use protobuf::Message as _;
 use raft::prelude::{Message, MessageType};
@@ -251,11 +251,6 @@ async fn send_snapshot(mut client: RaftClient<Channel>, from: u64, mut msg: Mess
     let _ = driver.send(DriverMsg::SnapshotDone { to, ok }).await;
 }
 
-/// The identity the connection proved (none on a plaintext listener).
-fn proven<T>(request: &Request<T>) -> Option<Principal> {
-    request.extensions().get::<Peer>().and_then(|p| p.principal.clone())
-}
-
 /// The incoming side: `baton.v1.Raft` on every controller.
 pub struct RaftService {
     handle: RaftHandle,
@@ -290,7 +285,7 @@ impl RaftService {
 #[tonic::async_trait]
 impl Raft for RaftService {
     async fn send(&self, request: Request<Streaming<RaftMessageBatch>>) -> Result<Response<RaftAck>, Status> {
-        let proven = proven(&request);
+        let proven = crate::service::auth::principal(&request).cloned();
         let mut stream = request.into_inner();
         while let Some(batch) = stream.next().await {
             let batch = batch?;
@@ -308,7 +303,7 @@ impl Raft for RaftService {
     }
 
     async fn send_snapshot(&self, request: Request<Streaming<SnapshotChunk>>) -> Result<Response<RaftAck>, Status> {
-        let proven = proven(&request);
+        let proven = crate::service::auth::principal(&request).cloned();
         let mut stream = request.into_inner();
         let first = stream.next().await.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
         self.check_peer(first.from, proven.as_ref())?;
