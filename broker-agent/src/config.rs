@@ -57,6 +57,14 @@ pub struct AgentConfig {
     /// the controller grows this leader's ISRs from reported offsets
     /// (docs/SAFETY.md, "ISR growth").
     pub isr_expansion_by_request: bool,
+    /// Ask the controller for only the partitions this broker is a replica
+    /// of (`Heartbeat.hosted_view`): what the checks need, at a cost that
+    /// does not grow with the cluster. Default false (the whole cluster),
+    /// for brokers that answer Kafka Metadata requests from the agent's
+    /// view. With a hosted view a check on a partition this broker never
+    /// hosted answers UNKNOWN_TOPIC_OR_PARTITION, and one it stopped
+    /// hosting answers NOT_LEADER_OR_FOLLOWER with the leader as of then.
+    pub hosted_view: bool,
 }
 
 impl AgentConfig {
@@ -81,6 +89,7 @@ impl AgentConfig {
                 baton_security::TlsConfig::default()
             }),
             isr_expansion_by_request: false,
+            hosted_view: false,
         }
     }
 
@@ -162,6 +171,7 @@ struct RawConfig {
     incarnation_id: Option<String>,
     max_progress_per_heartbeat: Option<usize>,
     shutdown_drain_timeout_ms: Option<u64>,
+    hosted_view: Option<bool>,
     log_format: Option<LogFormat>,
     metrics_listen: Option<String>,
     /// `[tls]` in the file; the environment uses `BATON_AGENT_TLS_*` instead.
@@ -241,6 +251,7 @@ pub fn load_with_env(
     if let Some(ms) = raw.shutdown_drain_timeout_ms {
         agent.shutdown_drain_timeout = Duration::from_millis(ms);
     }
+    agent.hosted_view = raw.hosted_view.unwrap_or(false);
     // File `[tls]` < environment `BATON_AGENT_TLS_*` < flags.
     let mut tls = raw.tls.unwrap_or_default();
     if raw.tls_ca_file.is_some() || raw.tls_cert_file.is_some() || raw.tls_key_file.is_some() {

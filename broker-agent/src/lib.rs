@@ -33,6 +33,7 @@ pub use checks::{NotLeader, RefusalReason, kafka_error};
 pub use config::{AgentConfig, LogFormat, SidecarConfig};
 pub use events::{ChangeKind, LeadershipEvent, PartitionChange, PartitionView};
 pub use progress::{IsrRequestRefused, MAX_ISR_REQUESTS};
+pub use session::MIN_EARLY_HEARTBEAT_GAP;
 pub use sidecar::{SidecarListener, run};
 
 #[doc(hidden)]

@@ -50,6 +50,13 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(1);
 pub const MAX_REDIRECTS_IN_A_ROW: u32 = 3;
 /// Distinct controller addresses with a cached channel.
 pub const MAX_CACHED_CHANNELS: usize = 16;
+/// Least time between two heartbeats sent early (on an applied update that
+/// took a leadership or while no lease is held): a burst of updates (a
+/// thousand brokers registering, a topic created per entry) then costs at
+/// most 20 early heartbeats a second, well under the controller's per-session
+/// bound (`limits.max_heartbeats_per_second`, 50 by default), instead of one
+/// per update, which got healthy sessions closed as floods.
+pub const MIN_EARLY_HEARTBEAT_GAP: Duration = Duration::from_millis(50);
 
 /// Jittered exponential backoff, bounded by [`BACKOFF_MAX`].
 pub(crate) struct Backoff {
@@ -374,6 +381,7 @@ impl Session {
             shutting_down,
             controlled_shutdown: *self.shared.draining.borrow(),
             isr_expansion_by_request: self.shared.config.isr_expansion_by_request,
+            hosted_view: self.shared.config.hosted_view,
             isr_expansions: self
                 .shared
                 .isr_requests
@@ -433,6 +441,9 @@ impl Session {
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_ack = Instant::now();
         let mut granted: Option<Duration> = None;
+        // The last early heartbeat, and whether one is owed (see MIN_EARLY_HEARTBEAT_GAP).
+        let mut last_early: Option<Instant> = None;
+        let mut early_owed = false;
         // Chunks of a large update, applied together when the last arrives.
         let mut reassembly: Option<LeadershipUpdate> = None;
         let end = loop {
@@ -476,10 +487,15 @@ impl Session {
                         // on) or when we hold no lease (the controller grants
                         // only once we report the version we just applied).
                         let lost = self.apply(&update);
-                        if (lost || !self.shared.lease.is_valid_now())
-                            && matches!(self.send_heartbeat(&tx, false), Sent::Closed)
-                        {
-                            break StreamEnd::Failed;
+                        if lost || !self.shared.lease.is_valid_now() {
+                            if last_early.is_some_and(|at| at.elapsed() < MIN_EARLY_HEARTBEAT_GAP) {
+                                early_owed = true;
+                            } else {
+                                last_early = Some(Instant::now());
+                                if matches!(self.send_heartbeat(&tx, false), Sent::Closed) {
+                                    break StreamEnd::Failed;
+                                }
+                            }
                         }
                     }
                     Ok(Some(SessionResponse { kind: None })) => tracing::debug!("empty session message ignored"),
@@ -492,6 +508,17 @@ impl Session {
                 // A controlled shutdown was asked for: tell the controller now.
                 Ok(()) = draining.changed() => {
                     if *draining.borrow_and_update() && matches!(self.send_heartbeat(&tx, false), Sent::Closed) {
+                        break StreamEnd::Failed;
+                    }
+                }
+                // An early heartbeat held back by the gap: it reports
+                // everything applied since.
+                _ = tokio::time::sleep_until(last_early.unwrap_or_else(Instant::now) + MIN_EARLY_HEARTBEAT_GAP),
+                    if early_owed =>
+                {
+                    early_owed = false;
+                    last_early = Some(Instant::now());
+                    if matches!(self.send_heartbeat(&tx, false), Sent::Closed) {
                         break StreamEnd::Failed;
                     }
                 }

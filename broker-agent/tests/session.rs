@@ -25,6 +25,10 @@ struct Fake {
     /// When set, Session is refused with UNAVAILABLE and this leader hint.
     redirect_to: Option<String>,
     heartbeats: Arc<Mutex<Vec<Heartbeat>>>,
+    /// Deltas sent right after the full view, one version each (a burst).
+    burst: u64,
+    /// Granted in every ack; `None`: 2 s.
+    lease_ms: Option<u32>,
 }
 
 fn full_view() -> LeadershipUpdate {
@@ -72,6 +76,7 @@ impl BrokerSession for Fake {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let heartbeats = Arc::clone(&self.heartbeats);
+        let (burst, lease_ms) = (self.burst, self.lease_ms.unwrap_or(2_000));
         tokio::spawn(async move {
             let mut sent_view = false;
             while let Ok(Some(SessionRequest { kind: Some(session_request::Kind::Heartbeat(hb)) })) =
@@ -87,8 +92,15 @@ impl BrokerSession for Fake {
                     if tx.send(Ok(update)).await.is_err() {
                         return;
                     }
+                    for version in 11..11 + burst {
+                        let delta = LeadershipUpdate { metadata_version: version, ..LeadershipUpdate::default() };
+                        let update = SessionResponse { kind: Some(session_response::Kind::Update(delta)) };
+                        if tx.send(Ok(update)).await.is_err() {
+                            return;
+                        }
+                    }
                 }
-                let ack = HeartbeatAck { seq, lease_ms: 2_000, metadata_version: 10, drained: false, controller_id: 0 };
+                let ack = HeartbeatAck { seq, lease_ms, metadata_version: 10, drained: false, controller_id: 0 };
                 if tx.send(Ok(SessionResponse { kind: Some(session_response::Kind::Ack(ack)) })).await.is_err() {
                     return;
                 }
@@ -179,4 +191,28 @@ async fn unreachable_controllers_fail_closed() {
     assert!(agent.wait_registered(Duration::from_millis(300)).await.is_err());
     assert_eq!(agent.check_produce("t", 0).expect_err("refused").reason, RefusalReason::UnknownTopicOrPartition);
     tokio::time::timeout(LIMIT, agent.shutdown()).await.expect("shutdown is bounded");
+}
+
+/// Property: a burst of updates while no lease is held (each would ask for
+/// an early heartbeat) costs a bounded number of heartbeats, one per
+/// MIN_EARLY_HEARTBEAT_GAP at most, not one per update: the controller
+/// closes a session that heartbeats faster than its per-session bound.
+#[tokio::test]
+async fn a_burst_of_updates_without_a_lease_sends_few_early_heartbeats() {
+    let fake = Fake { burst: 300, lease_ms: Some(0), ..Fake::default() };
+    let heartbeats = Arc::clone(&fake.heartbeats);
+    let address = spawn_fake(fake).await;
+    let mut cfg = config(vec![address]);
+    cfg.heartbeat_interval = Duration::from_secs(5);
+    let started = tokio::time::Instant::now();
+    let agent = Agent::start(cfg);
+    wait_for("the burst applied", || agent.metadata_version() == 310).await;
+    // Let an owed early heartbeat go out, then count.
+    tokio::time::sleep(baton_agent::MIN_EARLY_HEARTBEAT_GAP * 2).await;
+    let elapsed = started.elapsed();
+    let sent = heartbeats.lock().len() as u128;
+    let bound = 2 + elapsed.as_millis() / baton_agent::MIN_EARLY_HEARTBEAT_GAP.as_millis();
+    assert!(sent <= bound, "{sent} heartbeats for 300 updates in {elapsed:?} (bound {bound})");
+    assert!(heartbeats.lock().last().is_some_and(|h| h.metadata_version == 310), "the last one reports the burst");
+    agent.shutdown().await;
 }

@@ -155,11 +155,26 @@ struct Inner {
     next_session: u64,
     /// Reported LEOs: (topic, partition) → broker → progress.
     progress: HashMap<(Arc<str>, i32), PartitionProgress>,
+    /// Partitions reported on since the last ISR scan: only a report moves
+    /// an offset, so only these can have started lagging.
+    reported: HashSet<(Arc<str>, i32)>,
+    /// Partitions an in-sync follower was behind at in the last scan: their
+    /// lag windows run, so every scan looks at them again.
+    lagging: HashSet<(Arc<str>, i32)>,
+    /// The rest of `progress`, looked at [`SWEEP_PER_SCAN`] a scan (a
+    /// leadership change can leave a follower behind with no new report;
+    /// deleted topics' offsets are dropped here). Refilled when empty.
+    sweep: Vec<(Arc<str>, i32)>,
     /// Brokers that may have a replica ready to rejoin an ISR.
     rejoin_candidates: HashSet<BrokerId>,
     /// Leaders' ISR-expansion requests: (topic, partition) → request.
     expansions: HashMap<(Arc<str>, i32), ExpansionRequest>,
 }
+
+/// Partitions with progress that an ISR scan looks at besides the ones
+/// reported on or lagging (see `Inner::sweep`): with a million partitions
+/// every one is looked at about once a minute at the default scan period.
+const SWEEP_PER_SCAN: usize = 4096;
 
 pub struct Liveness {
     config: LivenessConfig,
@@ -211,6 +226,12 @@ impl Liveness {
             next_session: inner.next_session,
             ..Inner::default()
         };
+    }
+
+    /// Partitions with recorded progress (tests).
+    #[cfg(test)]
+    fn tracked_partitions(&self) -> usize {
+        self.inner.lock().progress.len()
     }
 
     pub fn is_leader(&self) -> bool {
@@ -437,10 +458,10 @@ impl Liveness {
             if !record.replicas.contains(&broker) {
                 continue;
             }
-            let entry = inner
-                .progress
-                .entry((topic, partition))
-                .or_insert_with(|| PartitionProgress { topic_id, replicas: HashMap::new() });
+            let key = (topic, partition);
+            inner.reported.insert(key.clone());
+            let entry =
+                inner.progress.entry(key).or_insert_with(|| PartitionProgress { topic_id, replicas: HashMap::new() });
             if entry.topic_id != topic_id {
                 // The topic was deleted and re-created: old offsets mean nothing.
                 *entry = PartitionProgress { topic_id, replicas: HashMap::new() };
@@ -519,29 +540,61 @@ impl Liveness {
         let lag_max = Duration::from_millis(self.config.replica_lag_max_ms);
         let mut changes: HashMap<(Arc<str>, i32), (i32, BTreeSet<BrokerId>)> = HashMap::new();
 
-        // Shrink: only partitions with reported progress can show lag.
-        let Inner { progress, .. } = &mut *inner;
-        progress.retain(|(topic, _), p| state.topic(topic).is_some_and(|t| t.id == p.topic_id));
-        for ((topic, partition), PartitionProgress { replicas, .. }) in progress.iter_mut() {
-            let Ok(record) = state.partition(topic, *partition) else { continue };
+        // Shrink: only partitions with reported progress can show lag, and
+        // of those only the ones reported on since the last scan, the ones
+        // already lagging, and a bounded slice of the rest: the cost of a
+        // scan (and how long it holds this lock and the metadata's) follows
+        // what changed, not how many partitions there are.
+        let Inner { progress, reported, lagging, sweep, .. } = &mut *inner;
+        if sweep.is_empty() {
+            sweep.extend(progress.keys().cloned());
+        }
+        let from_sweep = sweep.len().min(SWEEP_PER_SCAN);
+        let mut keys: Vec<(Arc<str>, i32)> =
+            reported.drain().chain(sweep.drain(sweep.len() - from_sweep..)).chain(lagging.iter().cloned()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let was_lagging = std::mem::take(lagging);
+        for key in keys {
+            let Some(entry) = progress.get_mut(&key) else { continue };
+            let record = state
+                .topic(&key.0)
+                .filter(|t| t.id == entry.topic_id)
+                .and_then(|t| usize::try_from(key.1).ok().and_then(|i| t.partitions.get(i)));
+            let Some(record) = record else {
+                // The topic was deleted (or re-created): its offsets mean nothing.
+                progress.remove(&key);
+                continue;
+            };
             if record.leader == NO_LEADER {
                 continue;
             }
+            let replicas = &mut entry.replicas;
             let leader_leo = replicas.get(&record.leader).map_or(0, ReplicaProgress::leader_mark);
+            let mut behind = false;
             for &follower in record.isr.iter().filter(|b| **b != record.leader) {
                 let p = replicas.entry(follower).or_default();
                 if p.leo >= leader_leo {
                     p.caught_up_at = Some(now);
                     continue;
                 }
-                // First seen behind: the lag window starts now, not earlier.
+                behind = true;
+                // First seen behind: the lag window starts now, not earlier
+                // (a partition not lagging at the last scan was caught up
+                // until a report arrived since).
+                if !was_lagging.contains(&key) {
+                    p.caught_up_at = Some(now);
+                }
                 let caught_up_at = *p.caught_up_at.get_or_insert(now);
                 if now.saturating_duration_since(caught_up_at) > lag_max {
                     let entry = changes
-                        .entry((topic.clone(), *partition))
+                        .entry(key.clone())
                         .or_insert_with(|| (record.partition_epoch, record.isr.iter().copied().collect()));
                     entry.1.remove(&follower);
                 }
+            }
+            if behind {
+                lagging.insert(key);
             }
         }
 

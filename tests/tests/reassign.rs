@@ -123,3 +123,62 @@ async fn brokers_scale_out_with_rebalance_and_in_with_decommission() {
     let d = cluster.describe("s").expect("describe");
     assert!(d["partitions"].as_array().expect("partitions").iter().all(|p| p["leader"] != 2), "{d}");
 }
+
+/// A broker with a hosted view (`AgentConfig::hosted_view`, an in-process
+/// agent as broker 4 beside three sidecars with full views) holds exactly the
+/// partitions it is a replica of, and still hears of a partition reassigned
+/// away from it (the change names it in no replica set any more).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosted_view_holds_only_the_brokers_partitions_and_hears_when_one_leaves() {
+    let cluster = Cluster::start(ClusterOptions::default()).await;
+    let controllers: Vec<String> = cluster.controllers_flag().split(',').map(str::to_owned).collect();
+    let mut config = baton_agent::AgentConfig::new(4, controllers, "127.0.0.1:19094");
+    config.tls = baton_security::TlsConfig { plaintext: true, ..Default::default() };
+    config.hosted_view = true;
+    let agent = baton_agent::Agent::start(config);
+    agent.wait_registered(LONG).await.expect("broker 4 registers");
+    cluster
+        .wait_until("broker 4 alive", LONG, || {
+            let brokers = cluster.brokers().ok()?;
+            brokers.as_array()?.iter().any(|b| b["id"] == 4 && b["state"] == "ALIVE").then_some(())
+        })
+        .await;
+    let described = create_topic(&cluster, "h", 12, 2);
+    let hosted: Vec<i64> = described["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .filter(|p| ints(&p["replicas"]).contains(&4))
+        .map(|p| p["partition"].as_i64().expect("partition"))
+        .collect();
+    assert!(!hosted.is_empty() && hosted.len() < 12, "broker 4 should host some but not all: {hosted:?}");
+    let held = |agent: &baton_agent::Agent| {
+        let mut v: Vec<i64> = agent.view().iter().map(|p| i64::from(p.partition)).collect();
+        v.sort_unstable();
+        v
+    };
+    cluster.wait_until("broker 4 holds exactly its partitions", LONG, || (held(&agent) == hosted).then_some(())).await;
+    let never = (0..12).find(|p| !hosted.contains(p)).expect("a partition broker 4 does not host") as i32;
+    let refused = agent.check_produce("h", never).expect_err("not hosted");
+    assert_eq!(refused.kafka_error_code(), baton_agent::kafka_error::UNKNOWN_TOPIC_OR_PARTITION);
+    // The sidecars hold all 12 (full view).
+    agents_agree(&cluster, "h", &[0, 1, 2]).await;
+
+    // Move one of broker 4's partitions onto the two other brokers.
+    let moved = hosted[0] as usize;
+    let before = partition(&cluster, "h", moved);
+    let others: Vec<i64> = (1..=3).filter(|b| !ints(&before["replicas"]).contains(b)).collect();
+    let keep = ints(&before["replicas"]).into_iter().find(|b| *b != 4).expect("the other replica");
+    let target = format!("{keep},{}", others[0]);
+    let done = cluster.batonctl_json(&["reassign", "start", "h", &moved.to_string(), "--replicas", &target, "--wait"]);
+    assert_eq!(done.expect("reassign")["state"], "COMPLETED");
+    cluster
+        .wait_until("broker 4 hears its replica was removed", LONG, || {
+            let view = agent.partition("h", moved as i32)?;
+            (!view.replicas.contains(&4) && !view.is_replica).then_some(())
+        })
+        .await;
+    let refused = agent.check_produce("h", moved as i32).expect_err("no longer hosted");
+    assert_eq!(refused.kafka_error_code(), baton_agent::kafka_error::NOT_LEADER_OR_FOLLOWER);
+    agent.shutdown().await;
+}

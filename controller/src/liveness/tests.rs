@@ -133,6 +133,52 @@ fn lagging_follower_leaves_the_isr_and_rejoins_when_caught_up() {
     assert!(changes[0].new_isr.contains(&follower));
 }
 
+/// The scan looks only at partitions reported on since the last one (and
+/// those lagging): a follower seen caught up long ago still gets the whole
+/// lag window from the scan that first sees it behind, and one that stays
+/// behind is shrunk without any further report.
+#[test]
+fn a_follower_falling_behind_after_a_quiet_spell_gets_the_whole_lag_window() {
+    let (state, _) = cluster(3);
+    let l = Liveness::new(LivenessConfig { replica_lag_max_ms: 1_000, ..LivenessConfig::default() });
+    let t0 = Instant::now();
+    l.set_leader(true, 1, t0, state.applied_index());
+    let p = state.partition("t", 0).expect("partition").clone();
+    let topic: Arc<str> = Arc::from("t");
+    heartbeat_with(&l, &state, p.leader, false, Vec::new());
+    for &replica in &p.isr {
+        l.record_progress(&state, replica, [(topic.clone(), 0, 100)].into_iter());
+    }
+    assert!(l.isr_changes(&state, t0).is_empty());
+    // Quiet for 10 s, then the leader moves on (twice, so its mark moves).
+    let later = t0 + Duration::from_secs(10);
+    l.record_progress(&state, p.leader, [(topic.clone(), 0, 200)].into_iter());
+    l.record_progress(&state, p.leader, [(topic, 0, 300)].into_iter());
+    let at_once = l.isr_changes(&state, later);
+    assert!(at_once.is_empty(), "shrunk at once after a quiet spell: {at_once:?}");
+    assert!(l.isr_changes(&state, later + Duration::from_millis(900)).is_empty(), "shrunk before replica_lag_max");
+    let changes = l.isr_changes(&state, later + Duration::from_millis(1_100));
+    assert_eq!(changes.len(), 1, "a lagging partition is looked at again without a report: {changes:?}");
+    assert_eq!(changes[0].new_isr, vec![p.leader]);
+}
+
+/// Offsets of a deleted topic are dropped by the scan.
+#[test]
+fn progress_of_a_deleted_topic_is_forgotten() {
+    let (mut state, index) = cluster(3);
+    let l = liveness(true);
+    let t0 = Instant::now();
+    l.set_leader(true, 1, t0, index);
+    let p = state.partition("t", 0).expect("partition").clone();
+    l.record_progress(&state, p.leader, [(Arc::from("t"), 0, 100)].into_iter());
+    assert!(l.isr_changes(&state, t0).is_empty());
+    assert_eq!(l.tracked_partitions(), 1);
+    let applied = state.apply(index + 1, &Command::DeleteTopic { name: "t".into() });
+    assert!(applied.outcome.is_ok());
+    assert!(l.isr_changes(&state, t0).is_empty());
+    assert_eq!(l.tracked_partitions(), 0);
+}
+
 #[test]
 fn a_follower_controller_decides_nothing() {
     let (state, _) = cluster(3);

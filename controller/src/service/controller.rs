@@ -175,7 +175,7 @@ impl Controller for ControllerService {
         let (tx, rx) = tokio::sync::mpsc::channel(WATCH_QUEUE);
         tokio::spawn(async move {
             let metadata = shared.raft.metadata().clone();
-            let mut cursor = UpdateCursor::new(&metadata, from);
+            let mut cursor = UpdateCursor::new(&metadata, from, convert::Scope::All);
             while let Some(updates) = tokio::select! {
                 u = cursor.next(&metadata) => u,
                 _ = tx.closed() => None,

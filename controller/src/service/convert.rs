@@ -2,7 +2,7 @@
 //! `WatchLeadership` and broker sessions (a full view, then deltas).
 
 use baton_proto::v1 as pb;
-use baton_state_machine::{Broker, BrokerState, Changes, NO_LEADER, Partition, State, Topic};
+use baton_state_machine::{Broker, BrokerId, BrokerState, Changes, NO_LEADER, Partition, State, Topic};
 use tokio::sync::watch;
 
 use crate::metadata::Metadata;
@@ -63,11 +63,34 @@ pub fn topic_description(state: &State, t: &Topic) -> pb::TopicDescription {
     }
 }
 
-pub fn full_update(state: &State) -> pb::LeadershipUpdate {
+/// Which partitions an update stream carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every partition of the cluster (WatchLeadership, brokers by default).
+    All,
+    /// Only the partitions this broker is a replica of, plus, in deltas,
+    /// those it stopped hosting or leading (`Heartbeat.hosted_view`).
+    Hosted(BrokerId),
+}
+
+pub fn full_update(state: &State, scope: Scope) -> pb::LeadershipUpdate {
     let mut partitions = Vec::new();
-    for t in state.topics() {
-        for (i, p) in t.partitions.iter().enumerate() {
-            partitions.push(partition_info(state, &t.name, t.id, i as i32, p));
+    match scope {
+        Scope::All => {
+            for t in state.topics() {
+                for (i, p) in t.partitions.iter().enumerate() {
+                    partitions.push(partition_info(state, &t.name, t.id, i as i32, p));
+                }
+            }
+        }
+        Scope::Hosted(broker) => {
+            for (name, i) in state.partitions_of_broker(broker) {
+                if let Some(t) = state.topic(name)
+                    && let Some(p) = usize::try_from(i).ok().and_then(|i| t.partitions.get(i))
+                {
+                    partitions.push(partition_info(state, name, t.id, i, p));
+                }
+            }
         }
     }
     pb::LeadershipUpdate {
@@ -80,13 +103,17 @@ pub fn full_update(state: &State) -> pb::LeadershipUpdate {
     }
 }
 
-pub fn delta_update(state: &State, version: u64, changes: &Changes) -> pb::LeadershipUpdate {
+pub fn delta_update(state: &State, version: u64, changes: &Changes, scope: Scope) -> pb::LeadershipUpdate {
     pb::LeadershipUpdate {
         metadata_version: version,
         full: false,
         partitions: changes
             .partitions
             .iter()
+            .filter(|c| match scope {
+                Scope::All => true,
+                Scope::Hosted(broker) => c.concerns(broker),
+            })
             // The id of the topic as it stands now: for a change to a topic
             // since deleted and re-created this names the newer one.
             .map(|c| partition_info(state, &c.topic, state.topic(&c.topic).map_or(0, |t| t.id), c.partition, &c.record))
@@ -132,13 +159,14 @@ pub struct UpdateCursor {
     /// None: the next update is a full view.
     version: Option<u64>,
     rx: watch::Receiver<u64>,
+    scope: Scope,
 }
 
 impl UpdateCursor {
     /// `from_version` 0 starts with a full view; otherwise deltas after it
     /// when the change log still holds them.
-    pub fn new(metadata: &Metadata, from_version: u64) -> UpdateCursor {
-        UpdateCursor { version: (from_version > 0).then_some(from_version), rx: metadata.subscribe() }
+    pub fn new(metadata: &Metadata, from_version: u64, scope: Scope) -> UpdateCursor {
+        UpdateCursor { version: (from_version > 0).then_some(from_version), rx: metadata.subscribe(), scope }
     }
 
     pub fn version(&self) -> Option<u64> {
@@ -154,16 +182,28 @@ impl UpdateCursor {
             self.rx.borrow_and_update();
             match self.version {
                 None => {
-                    let update = metadata.read(full_update);
+                    let update = metadata.read(|s| full_update(s, self.scope));
                     self.version = Some(update.metadata_version);
                     return Some(vec![(update.metadata_version, update)]);
                 }
                 Some(v) => match metadata.changes_since(v) {
                     None => self.version = None,
                     Some(list) if !list.is_empty() => {
-                        let updates: Vec<_> = metadata.read(|s| {
-                            list.iter().map(|(version, c)| (*version, delta_update(s, *version, c))).collect()
+                        let scope = self.scope;
+                        let mut updates: Vec<_> = metadata.read(|s| {
+                            list.iter().map(|(version, c)| (*version, delta_update(s, *version, c, scope))).collect()
                         });
+                        if scope != Scope::All {
+                            // Most entries concern few brokers: of the empty
+                            // deltas only the newest goes out, to move the
+                            // reader's version forward.
+                            let newest = updates.len().saturating_sub(1);
+                            let mut i = 0;
+                            updates.retain(|(_, u)| {
+                                i += 1;
+                                i - 1 == newest || !is_empty_delta(u)
+                            });
+                        }
                         self.version = updates.last().map(|(v, _)| *v);
                         return Some(updates);
                     }
@@ -178,9 +218,57 @@ impl UpdateCursor {
     }
 }
 
+fn is_empty_delta(u: &pb::LeadershipUpdate) -> bool {
+    u.partitions.is_empty() && u.deleted_topics.is_empty() && u.brokers.is_empty()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use baton_state_machine::{Command, TopicConfig};
+
+    fn four_brokers_one_topic() -> (State, Changes) {
+        let mut state = State::new();
+        for id in 1..=4 {
+            let register = Command::RegisterBroker {
+                broker_id: id,
+                incarnation_id: format!("i{id}"),
+                endpoint: format!("h{id}:9092"),
+                rack: String::new(),
+            };
+            assert!(state.apply(id as u64, &register).outcome.is_ok());
+        }
+        let create = Command::CreateTopic {
+            name: "t".into(),
+            partitions: 8,
+            replication_factor: 2,
+            config: TopicConfig::default(),
+        };
+        let applied = state.apply(5, &create);
+        assert!(applied.outcome.is_ok());
+        (state, applied.changes)
+    }
+
+    /// A hosted view carries exactly the partitions the broker is a replica
+    /// of, in the full view and in deltas; the default view carries all.
+    #[test]
+    fn hosted_scope_carries_only_the_brokers_replicas() {
+        let (state, changes) = four_brokers_one_topic();
+        let hosts = |info: &pb::PartitionInfo, b: i32| info.replicas.contains(&b);
+        assert_eq!(full_update(&state, Scope::All).partitions.len(), 8);
+        assert_eq!(delta_update(&state, 5, &changes, Scope::All).partitions.len(), 8);
+        let mut seen = 0;
+        for b in 1..=4 {
+            let full = full_update(&state, Scope::Hosted(b));
+            let delta = delta_update(&state, 5, &changes, Scope::Hosted(b));
+            assert!(!full.partitions.is_empty() && full.partitions.iter().all(|p| hosts(p, b)), "broker {b}");
+            assert_eq!(full.partitions, delta.partitions, "broker {b}: the same partitions either way");
+            assert_eq!(full.brokers.len(), 4, "every broker's endpoint, for leader hints");
+            seen += full.partitions.len();
+        }
+        assert_eq!(seen, 8 * 2, "each partition goes to its two replicas only");
+        assert!(full_update(&state, Scope::Hosted(9)).partitions.is_empty());
+    }
 
     #[test]
     fn large_updates_are_split_into_partial_chunks_of_one_version() {

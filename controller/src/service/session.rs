@@ -175,7 +175,8 @@ async fn run_session(
     // Updates flow from their own task: a leadership held back for a handoff
     // must never stop this task from answering heartbeats (the broker would
     // lose every lease it holds while it waits).
-    let pump = tokio::spawn(pump_updates(shared.clone(), broker, first.metadata_version, tx.clone()));
+    let scope = if first.hosted_view { convert::Scope::Hosted(broker) } else { convert::Scope::All };
+    let pump = tokio::spawn(pump_updates(shared.clone(), broker, first.metadata_version, scope, tx.clone()));
     let mut rate = RateBucket::new(shared.config.limits.max_heartbeats_per_second, Instant::now());
     let end = async {
         if let Err(e) = on_heartbeat(&shared, &first, &tx).await {
@@ -244,10 +245,11 @@ async fn pump_updates(
     shared: Arc<Shared>,
     broker: i32,
     from_version: u64,
+    scope: convert::Scope,
     tx: mpsc::Sender<Result<pb::SessionResponse, Status>>,
 ) {
     let metadata = shared.raft.metadata().clone();
-    let mut cursor = UpdateCursor::new(&metadata, from_version);
+    let mut cursor = UpdateCursor::new(&metadata, from_version, scope);
     let mut status = shared.raft.subscribe_status();
     // A broker behind what this controller knows of past handoffs (its state
     // came from a snapshot) may gain a leadership whose handoff we cannot

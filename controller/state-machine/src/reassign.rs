@@ -178,7 +178,8 @@ impl State {
         let Some(name) = topic_names.get(&key.0) else { return };
         let Some(topic) = topics.get_mut(&**name) else { return };
         let Some(p) = usize::try_from(key.1).ok().and_then(|i| topic.partitions.get_mut(i)) else { return };
-        for b in p.replicas.iter().filter(|b| !replicas.contains(b)) {
+        let removed: Vec<BrokerId> = p.replicas.iter().copied().filter(|b| !replicas.contains(b)).collect();
+        for b in &removed {
             if let Some(set) = replica_of.get_mut(b) {
                 set.remove(&key);
                 if set.is_empty() {
@@ -203,5 +204,8 @@ impl State {
         }
         p.partition_epoch = elector::bump(p.partition_epoch);
         record(changes, leader_count, &topic.name, key.1, previous_leader, p);
+        if let Some(change) = changes.partitions.last_mut() {
+            change.removed_replicas = removed;
+        }
     }
 }

@@ -402,6 +402,7 @@ impl State {
                 partition: p,
                 record: record.clone(),
                 previous_leader: NO_LEADER,
+                removed_replicas: Vec::new(),
             })
             .collect();
         self.topics.insert(name, topic);
@@ -606,5 +607,6 @@ pub(crate) fn record(
         partition,
         record: after.clone(),
         previous_leader,
+        removed_replicas: Vec::new(),
     });
 }

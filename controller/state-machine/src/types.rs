@@ -209,6 +209,20 @@ pub struct PartitionChange {
     pub record: Partition,
     /// The leader before the change ([`NO_LEADER`] for a new partition).
     pub previous_leader: BrokerId,
+    /// Brokers this change took out of the replica set (a reassignment
+    /// finishing or cancelled); empty for every other change. A broker that
+    /// asked for only the partitions it hosts still hears of these.
+    pub removed_replicas: Vec<BrokerId>,
+}
+
+impl PartitionChange {
+    /// Whether `broker` hosts the partition after the change, or hosted it
+    /// (or led it) before: the changes a hosted-only view must carry.
+    pub fn concerns(&self, broker: BrokerId) -> bool {
+        self.record.replicas.contains(&broker)
+            || self.previous_leader == broker
+            || self.removed_replicas.contains(&broker)
+    }
 }
 
 /// The result of applying one log entry.

@@ -16,6 +16,8 @@
 //! - `query`: GetPartitionLeader (LOCAL and LINEARIZABLE) throughput and
 //!   latency with k concurrent clients.
 //! - `check`: ns per `Agent::check_produce`.
+//! - `scale`: a million partitions, a thousand brokers: controller CPU and
+//!   RSS, heartbeats/s, snapshot size, restart, mass election (`bench/scale.rs`).
 //! - `compare`: the scenarios above side by side for Baton, etcd and
 //!   ZooKeeper, with ratios (and `--png` latency charts).
 //!
@@ -59,6 +61,10 @@ mod baseline;
 mod chart;
 #[path = "../bench/cut.rs"]
 mod cut;
+#[path = "../bench/scale.rs"]
+mod scale;
+#[path = "../bench/simbroker.rs"]
+mod simbroker;
 
 const TOPIC: &str = "bench";
 /// Largest gRPC message the bench accepts (a 30k-partition DescribeTopic is ~2 MB).
@@ -247,6 +253,16 @@ enum Cmd {
         #[arg(long, value_delimiter = ',', default_value = "1,16")]
         concurrency: Vec<u32>,
     },
+    /// A quorum holding a million partitions with a thousand brokers: broker
+    /// 1 is a baton-agent sidecar process, brokers 2..=B are agents in this
+    /// process (one session each, heartbeating every 500 ms with progress
+    /// deltas), all with a hosted view unless --full-view. Creates T topics of
+    /// P partitions (batched commit rate), then measures a steady window
+    /// (controller CPU and RSS, heartbeats/s), the size of a snapshot of the
+    /// whole state, a follower controller's kill -9 and restart (restored,
+    /// serving and caught up), and the mass election when broker 1 (leading
+    /// about 1/B of the partitions) is killed. See tests/src/bench/scale.rs.
+    Scale(scale::ScalePlan),
     /// ns per check_produce on 1 and 2 threads: an in-process agent (no
     /// session) fed 1600 partitions through baton_agent::testing, half led.
     Check {
@@ -357,6 +373,18 @@ fn main() -> anyhow::Result<()> {
                 Cmd::Compare { systems, scenarios, partitions, runs, hang_runs, clients, secs, count, concurrency } => {
                     let plan = ComparePlan { partitions, runs, hang_runs, clients, secs, count, concurrency };
                     return compare(&options, &systems, &scenarios, &plan, cli.png.as_deref()).await;
+                }
+                Cmd::Scale(plan) => {
+                    ensure!(system == System::Baton, "scale measures Baton only");
+                    let mut options = options;
+                    let key = "BATON_RAFT__SNAPSHOT_INTERVAL_ENTRIES";
+                    if !options.controller_env.iter().any(|(k, _)| k == key) {
+                        // The default (10,000 entries) is more than a scale run
+                        // writes: snapshot every 1,000 so one covers the state.
+                        println!("scale: controllers run with {key}=1000");
+                        options.controller_env.push((key.into(), "1000".into()));
+                    }
+                    scale::scale(&options, &plan).await?
                 }
                 Cmd::Check { .. } => unreachable!("handled above"),
             };
@@ -493,6 +521,12 @@ impl Drop for Proc {
     }
 }
 
+async fn controller_client(addr: &str) -> anyhow::Result<ControllerClient<Channel>> {
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.tcp_nodelay(true).connect().await?;
+    Ok(ControllerClient::new(channel).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE))
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -503,6 +537,8 @@ struct Cluster {
     keep_logs: bool,
     controllers: Vec<Proc>,
     controller_addrs: Vec<String>,
+    /// Each controller's Prometheus endpoint (`--metrics-listen`).
+    metrics_addrs: Vec<String>,
     sidecar: Option<Proc>,
     sidecar_addr: String,
     /// `--mode cut` only: one fault proxy per controller (index = controller
@@ -515,7 +551,15 @@ impl Cluster {
     /// `proxied`: broker 1's sidecar reaches the controllers only through
     /// [`Cluster::proxies`] (see `cut.rs` for why the leader's proxy goes first
     /// and how that is verified).
-    async fn start(options: &Options, sidecar: bool, proxied: bool, lib_agents: &[i32]) -> anyhow::Result<Cluster> {
+    /// `hosted_view`: every broker asks for only the partitions it hosts
+    /// (`AgentConfig::hosted_view`).
+    async fn start(
+        options: &Options,
+        sidecar: bool,
+        proxied: bool,
+        lib_agents: &[i32],
+        hosted_view: bool,
+    ) -> anyhow::Result<Cluster> {
         let mut builder = tempfile::Builder::new();
         builder.prefix("baton-bench-");
         let dir = match &options.data_root {
@@ -527,38 +571,22 @@ impl Cluster {
         };
         let controller_addrs: Vec<String> =
             (0..3).map(|_| free_port().map(|p| format!("127.0.0.1:{p}"))).collect::<anyhow::Result<_>>()?;
-        let peers =
-            controller_addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
+        let metrics_addrs: Vec<String> =
+            (0..3).map(|_| free_port().map(|p| format!("127.0.0.1:{p}"))).collect::<anyhow::Result<_>>()?;
         let mut cluster = Cluster {
             dir: Some(dir),
             keep_logs: options.keep_logs,
             controllers: Vec::new(),
             controller_addrs: controller_addrs.clone(),
+            metrics_addrs,
             sidecar: None,
             sidecar_addr: String::new(),
             proxies: Vec::new(),
             agents: Vec::new(),
         };
-        let root = cluster.path().to_path_buf();
-        for (i, addr) in controller_addrs.iter().enumerate() {
-            let id = i + 1;
-            let args = vec![
-                "--id".into(),
-                id.to_string(),
-                "--data-dir".into(),
-                root.join(format!("controller-{id}")).to_string_lossy().into_owned(),
-                "--listen".into(),
-                addr.clone(),
-                "--peers".into(),
-                peers.clone(),
-            ];
-            cluster.controllers.push(Proc::spawn(
-                &options.bin_dir.join("baton-controller"),
-                &format!("controller-{id}"),
-                &args,
-                &options.controller_env,
-                &root.join(format!("controller-{id}.log")),
-            )?);
+        for i in 0..controller_addrs.len() {
+            let proc = cluster.spawn_controller(options, i, "")?;
+            cluster.controllers.push(proc);
         }
         let controllers_flag = controller_addrs.join(",");
         let leader = cluster.wait_leader(Duration::from_secs(30)).await?;
@@ -573,7 +601,8 @@ impl Cluster {
             } else {
                 controllers_flag.clone()
             };
-            cluster.spawn_sidecar(options, &flag, 0)?;
+            let env = if hosted_view { vec![("BATON_AGENT_HOSTED_VIEW".into(), "true".into())] } else { Vec::new() };
+            cluster.spawn_sidecar(options, &flag, 0, &env)?;
             expected += 1;
         }
         for &id in lib_agents {
@@ -581,6 +610,7 @@ impl Cluster {
             config.rack = format!("rack-{id}");
             // The bench measures the control plane, on loopback, without TLS.
             config.tls = baton_security::TlsConfig { plaintext: true, ..Default::default() };
+            config.hosted_view = hosted_view;
             cluster.agents.push(Agent::start(config));
             expected += 1;
         }
@@ -615,7 +645,46 @@ impl Cluster {
         (0..n).map(|i| self.proxies[(leader + i) % n].addr().to_string()).collect::<Vec<_>>().join(",")
     }
 
-    fn spawn_sidecar(&mut self, options: &Options, controllers: &str, attempt: u32) -> anyhow::Result<()> {
+    /// Starts controller `index` (0-based) on its data dir, address and
+    /// metrics address; `suffix` names a restart's log (`controller-2.restart.log`).
+    fn spawn_controller(&self, options: &Options, index: usize, suffix: &str) -> anyhow::Result<Proc> {
+        let id = index + 1;
+        let root = self.path();
+        let peers = self
+            .controller_addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}={a}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let args = vec![
+            "--id".into(),
+            id.to_string(),
+            "--data-dir".into(),
+            root.join(format!("controller-{id}")).to_string_lossy().into_owned(),
+            "--listen".into(),
+            self.controller_addrs[index].clone(),
+            "--peers".into(),
+            peers,
+            "--metrics-listen".into(),
+            self.metrics_addrs[index].clone(),
+        ];
+        Proc::spawn(
+            &options.bin_dir.join("baton-controller"),
+            &format!("controller-{id}"),
+            &args,
+            &options.controller_env,
+            &root.join(format!("controller-{id}{suffix}.log")),
+        )
+    }
+
+    fn spawn_sidecar(
+        &mut self,
+        options: &Options,
+        controllers: &str,
+        attempt: u32,
+        env: &[(String, String)],
+    ) -> anyhow::Result<()> {
         let args = vec![
             "--broker-id".into(),
             "1".into(),
@@ -630,7 +699,7 @@ impl Cluster {
         ];
         let log = if attempt == 0 { "agent-1".to_owned() } else { format!("agent-1.attempt{attempt}") };
         let path = self.path().join(format!("{log}.log"));
-        self.sidecar = Some(Proc::spawn(&options.bin_dir.join("baton-agent"), "agent-1", &args, &[], &path)?);
+        self.sidecar = Some(Proc::spawn(&options.bin_dir.join("baton-agent"), "agent-1", &args, env, &path)?);
         Ok(())
     }
 
@@ -700,7 +769,7 @@ impl Cluster {
             let leader = self.wait_leader(Duration::from_secs(30)).await?;
             let flag = self.proxied_controllers_flag(leader);
             // The next pass waits for the new sidecar's session (it registers first).
-            self.spawn_sidecar(options, &flag, attempt + 1)?;
+            self.spawn_sidecar(options, &flag, attempt + 1, &[])?;
         }
         bail!("broker 1's sidecar bypassed the proxies 3 times in a row; cannot isolate it")
     }
@@ -710,11 +779,7 @@ impl Cluster {
     }
 
     async fn client(&self, index: usize) -> anyhow::Result<ControllerClient<Channel>> {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.controller_addrs[index]))?
-            .tcp_nodelay(true)
-            .connect()
-            .await?;
-        Ok(ControllerClient::new(channel).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE))
+        controller_client(&self.controller_addrs[index]).await
     }
 
     /// Index (0-based) of the raft leader, once one is known.
@@ -923,7 +988,7 @@ async fn failover(
             "[{name}] run {run}/{runs}: starting a cluster, topic {TOPIC} with {} partitions, RF 3",
             3 * partitions
         );
-        let mut cluster = Cluster::start(options, true, fault == Fault::Cut, &[2, 3]).await?;
+        let mut cluster = Cluster::start(options, true, fault == Fault::Cut, &[2, 3], false).await?;
         let result = failover_run(&mut cluster, fault, partitions, timeout, lease_ms).await;
         let odd = |r: &RunResult| {
             r.early > 0
@@ -1354,6 +1419,12 @@ async fn cut_aftermath(
 /// and ` broker=1 `, from its RFC 3339 UTC timestamp (time of day only).
 fn log_line_ms(log: &str, pattern: &str, t0: std::time::SystemTime) -> Option<f64> {
     let line = log.lines().rev().find(|l| l.contains(pattern) && l.contains(" broker=1 "))?;
+    line_ms_after(line, t0)
+}
+
+/// Milliseconds from `t0` (wall clock) to a log line's UTC timestamp
+/// (`2026-12-01T19:48:45.123456Z ...`; the day is ignored).
+fn line_ms_after(line: &str, t0: std::time::SystemTime) -> Option<f64> {
     let stamp = line.split_whitespace().next()?;
     let time = stamp.split_once('T')?.1.trim_end_matches('Z');
     let mut parts = time.split(':');
@@ -1531,7 +1602,7 @@ async fn commit_bench(
 ) -> anyhow::Result<(Value, Vec<Row>)> {
     ensure!((1..=100_000).contains(&count), "--count must be 1..=100000");
     ensure!(levels.iter().all(|c| (1..=1024).contains(c)), "--concurrency levels must be 1..=1024");
-    let cluster = Cluster::start(options, false, false, &[1]).await?;
+    let cluster = Cluster::start(options, false, false, &[1], false).await?;
     let result = commit_levels(&cluster, count, levels).await;
     cluster.stop().await;
     let rows = result?;
@@ -1676,7 +1747,7 @@ async fn baton_query(
     partitions: u32,
 ) -> anyhow::Result<(Value, Vec<Row>)> {
     use baton_proto::v1::{GetPartitionLeaderRequest, ReadConsistency};
-    let cluster = Cluster::start(options, false, false, &[1]).await?;
+    let cluster = Cluster::start(options, false, false, &[1], false).await?;
     let leader = cluster.wait_leader(Duration::from_secs(30)).await?;
     let mut client = cluster.client(leader).await?;
     client

@@ -50,6 +50,11 @@ fn reassignment_adds_then_completes_when_the_targets_are_in_sync() {
     assert_eq!((p.replicas.clone(), p.isr.clone(), p.leader, p.leader_epoch), (vec![4, 5, 2], vec![4, 5, 2], 4, 1));
     assert!(h.state.reassignments().is_empty());
     assert_eq!(applied.changes.partitions.last().map(|c| c.previous_leader), Some(1));
+    // Brokers 1 and 3 left the replicas: hosted-only views must still hear of it.
+    let last = applied.changes.partitions.last().expect("a change");
+    assert_eq!(last.removed_replicas, vec![1, 3]);
+    assert!(last.concerns(1) && last.concerns(3) && last.concerns(4) && !last.concerns(6));
+    assert!(applied.changes.partitions.iter().rev().skip(1).all(|c| c.removed_replicas.is_empty()));
     assert_eq!(h.state.partitions_of_broker(1).count(), 0, "the derived index follows the replicas");
     assert_eq!(h.state.partitions_of_broker(5).count(), 1);
 }
