@@ -1,12 +1,19 @@
 //! The local leadership table and the checks that read it.
 //!
-//! Readers (checks, progress records) load an `arc_swap`'d map of topics and
-//! then one partition cell's `arc_swap`'d view: no lock, no allocation, no
-//! await. Only the session task writes (under `writer`), applying
-//! `LeadershipUpdate`s: a partition's new view is stored into its existing
-//! cell (so its progress slot survives), and the topic map is swapped as a
-//! whole only when topics or partitions come or go.
+//! Readers (checks, progress records) find a partition cell through an
+//! `arc_swap`'d map of topics: no lock, no allocation, no await. Only the
+//! session task writes (under `writer`), applying `LeadershipUpdate`s: a
+//! partition's new view is stored into its existing cell (so its progress
+//! slot survives), and the topic map is swapped as a whole only when topics
+//! or partitions come or go.
+//!
+//! The checks' hot path (docs/BENCHMARKS.md, section 4) writes no shared
+//! memory: each thread keeps the map it last loaded together with the map's
+//! version number, and reloads it only when the version moved ([`MapCache`]);
+//! a cell keeps its view's (leader, leader epoch) in one atomic word, so an
+//! allowed check loads no view. Both are plain loads on x86.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -28,7 +35,10 @@ pub const MAX_PARTITION_INDEX: i32 = 1 << 20;
 /// they appear, up to this many entries; beyond it such records are dropped.
 pub const MAX_PENDING_UNKNOWN_PROGRESS: usize = 4096;
 
-type TopicMap = HashMap<Arc<str>, Arc<TopicEntry>>;
+/// Topic names come from the controller (clients' names are looked up, never
+/// inserted); foldhash, seeded per process, hashes a short name in a few ns
+/// where SipHash took about 180 instructions.
+type TopicMap = HashMap<Arc<str>, Arc<TopicEntry>, foldhash::fast::RandomState>;
 
 pub(crate) struct TopicEntry {
     name: Arc<str>,
@@ -50,8 +60,102 @@ impl TopicEntry {
 
 pub(crate) struct PartitionCell {
     view: ArcSwap<PartitionView>,
+    /// The view's (leader, leader epoch), packed by [`pack_lead`]; stored
+    /// after the view, so a reader that sees a word and then loads the view
+    /// gets that view or a newer one.
+    lead: AtomicU64,
     progress: ProgressSlot,
     removed: AtomicBool,
+}
+
+fn pack_lead(view: &PartitionView) -> u64 {
+    (u64::from(view.leader as u32) << 32) | u64::from(view.leader_epoch as u32)
+}
+
+impl PartitionCell {
+    fn new(view: PartitionView) -> Self {
+        Self {
+            lead: AtomicU64::new(pack_lead(&view)),
+            view: ArcSwap::from_pointee(view),
+            progress: ProgressSlot::new(),
+            removed: AtomicBool::new(false),
+        }
+    }
+
+    fn store(&self, view: PartitionView) {
+        let lead = pack_lead(&view);
+        self.view.store(Arc::new(view));
+        self.lead.store(lead, Ordering::SeqCst);
+    }
+
+    /// (leader, leader epoch) of the newest view.
+    #[inline]
+    fn lead(&self) -> (i32, i32) {
+        let word = self.lead.load(Ordering::SeqCst);
+        ((word >> 32) as u32 as i32, word as u32 as i32)
+    }
+}
+
+/// What a check takes out of the table: the leader epoch when the view's
+/// word says this broker leads at the client's epoch (no view loaded), else
+/// the view, whose refusal needs the leader hint.
+enum Found {
+    Unknown,
+    Leads(i32),
+    View(arc_swap::Guard<Arc<PartitionView>>),
+}
+
+/// Tables this thread read lately: how many it keeps maps of.
+const MAP_CACHE_SLOTS: usize = 4;
+
+/// One thread's copies of the topic maps of the tables it checks against
+/// (usually one per process; tests run several agents). A copy is used only
+/// while its table's `topics_version` is the one it was loaded at, so it is
+/// the table's current map; it keeps that map alive until the thread next
+/// reads that table (or another takes its slot): memory, never an answer.
+struct MapCache {
+    slots: [Option<CachedMap>; MAP_CACHE_SLOTS],
+    next: usize,
+}
+
+struct CachedMap {
+    table: u64,
+    version: u64,
+    map: Arc<TopicMap>,
+}
+
+thread_local! {
+    static MAPS: RefCell<MapCache> = const { RefCell::new(MapCache { slots: [const { None }; MAP_CACHE_SLOTS], next: 0 }) };
+}
+
+impl MapCache {
+    /// `table`'s current map: the copy if its version is `version`, else a fresh load.
+    #[inline]
+    fn current(&mut self, table: &Table, version: u64) -> &TopicMap {
+        let index = match self.slots.iter().position(|s| s.as_ref().is_some_and(|s| s.table == table.id)) {
+            Some(index) => index,
+            None => {
+                let index = self.next;
+                self.next = (index + 1) % MAP_CACHE_SLOTS;
+                index
+            }
+        };
+        let slot = &mut self.slots[index];
+        if slot.as_ref().is_some_and(|cached| cached.table != table.id || cached.version != version) {
+            *slot = None;
+        }
+        &slot.get_or_insert_with(|| CachedMap { table: table.id, version, map: table.topics.load_full() }).map
+    }
+}
+
+#[inline]
+fn find<'m>(map: &'m TopicMap, topic: &str, partition: i32) -> Option<&'m Arc<PartitionCell>> {
+    map.get(topic).and_then(|t| t.get(partition))
+}
+
+fn next_table_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Result of applying one update.
@@ -70,7 +174,11 @@ struct Writer {
 
 pub(crate) struct Table {
     broker_id: i32,
+    /// Unique in the process: the key of this table's maps in [`MapCache`]s.
+    id: u64,
     topics: ArcSwap<TopicMap>,
+    /// Incremented after each store into `topics`.
+    topics_version: AtomicU64,
     metadata_version: AtomicU64,
     partitions_led: AtomicU32,
     partition_count: AtomicU64,
@@ -92,7 +200,9 @@ impl Table {
     pub(crate) fn with_dirty_bound(broker_id: i32, dirty_bound: usize) -> Self {
         Self {
             broker_id,
-            topics: ArcSwap::from_pointee(TopicMap::new()),
+            id: next_table_id(),
+            topics: ArcSwap::from_pointee(TopicMap::default()),
+            topics_version: AtomicU64::new(0),
             metadata_version: AtomicU64::new(0),
             partitions_led: AtomicU32::new(0),
             partition_count: AtomicU64::new(0),
@@ -112,16 +222,27 @@ impl Table {
 
     // ---- checks (hot path: no lock, no allocation on Ok) ----
 
+    /// Runs `f` on the cell of (`topic`, `partition`), `None` when the view
+    /// lacks it, through this thread's copy of the current topic map.
+    #[inline]
+    fn with_cell<R>(&self, topic: &str, partition: i32, f: impl Fn(Option<&Arc<PartitionCell>>) -> R) -> R {
+        let version = self.topics_version.load(Ordering::SeqCst);
+        let cached = MAPS.try_with(|maps| {
+            let mut maps = maps.try_borrow_mut().ok()?;
+            Some(f(find(maps.current(self, version), topic, partition)))
+        });
+        match cached {
+            Ok(Some(r)) => r,
+            // The thread is exiting, or `f` itself read the table: no copy.
+            Ok(None) | Err(_) => f(find(&self.topics.load(), topic, partition)),
+        }
+    }
+
     /// Ok(leader_epoch) iff the view says this broker leads and the lease is
     /// valid at the instant of the call.
     #[inline]
     pub(crate) fn check_produce(&self, lease: &Lease, topic: &str, partition: i32) -> Result<i32, NotLeader> {
-        let topics = self.topics.load();
-        let Some(cell) = topics.get(topic).and_then(|t| t.get(partition)) else {
-            return Err(NotLeader::unknown());
-        };
-        let view = cell.view.load();
-        self.leadership(lease, &view)
+        self.check_fetch(lease, topic, partition, -1)
     }
 
     /// Like [`Self::check_produce`], after comparing the client's leader epoch
@@ -134,24 +255,33 @@ impl Table {
         partition: i32,
         leader_epoch: i32,
     ) -> Result<i32, NotLeader> {
-        let topics = self.topics.load();
-        let Some(cell) = topics.get(topic).and_then(|t| t.get(partition)) else {
-            return Err(NotLeader::unknown());
-        };
-        let view = cell.view.load();
+        let found = self.with_cell(topic, partition, |cell| match cell {
+            None => Found::Unknown,
+            Some(cell) => match cell.lead() {
+                (leader, epoch) if leader == self.broker_id && (leader_epoch < 0 || leader_epoch == epoch) => {
+                    Found::Leads(epoch)
+                }
+                _ => Found::View(cell.view.load()),
+            },
+        });
+        match found {
+            Found::Leads(epoch) => lease_check(lease, epoch),
+            Found::View(view) => self.check_against(lease, &view, leader_epoch),
+            Found::Unknown => Err(NotLeader::unknown()),
+        }
+    }
+
+    /// The check against the view itself: a refusal needs its leader hint.
+    #[cold]
+    fn check_against(&self, lease: &Lease, view: &PartitionView, leader_epoch: i32) -> Result<i32, NotLeader> {
         if leader_epoch >= 0 && leader_epoch != view.leader_epoch {
             let reason = if leader_epoch < view.leader_epoch {
                 RefusalReason::FencedLeaderEpoch
             } else {
                 RefusalReason::UnknownLeaderEpoch
             };
-            return Err(NotLeader { leader: leader_hint(&view), leader_epoch: view.leader_epoch, reason });
+            return Err(NotLeader { leader: leader_hint(view), leader_epoch: view.leader_epoch, reason });
         }
-        self.leadership(lease, &view)
-    }
-
-    #[inline]
-    fn leadership(&self, lease: &Lease, view: &PartitionView) -> Result<i32, NotLeader> {
         if view.leader != self.broker_id {
             return Err(NotLeader {
                 leader: leader_hint(view),
@@ -159,15 +289,7 @@ impl Table {
                 reason: RefusalReason::NotLeader,
             });
         }
-        // The clock is read last, so the answer holds at the instant it is given.
-        if !lease.is_valid_now() {
-            return Err(NotLeader {
-                leader: None,
-                leader_epoch: view.leader_epoch,
-                reason: RefusalReason::LeaseExpired,
-            });
-        }
-        Ok(view.leader_epoch)
+        lease_check(lease, view.leader_epoch)
     }
 
     // ---- views ----
@@ -202,14 +324,11 @@ impl Table {
     /// O(1); allocates only for a partition the view does not hold yet.
     #[inline]
     pub(crate) fn record_progress(&self, topic: &str, partition: i32, log_end_offset: i64) {
-        {
-            let topics = self.topics.load();
-            if let Some(cell) = topics.get(topic).and_then(|t| t.get(partition)) {
-                self.record_into(cell, log_end_offset);
-                return;
-            }
+        let known =
+            self.with_cell(topic, partition, |cell| cell.map(|c| self.record_into(c, log_end_offset)).is_some());
+        if !known {
+            self.record_unknown(topic, partition, log_end_offset);
         }
-        self.record_unknown(topic, partition, log_end_offset);
     }
 
     #[inline]
@@ -229,7 +348,7 @@ impl Table {
         // Re-check under the lock: `apply` drains `pending` after swapping in new cells.
         {
             let topics = self.topics.load();
-            if let Some(cell) = topics.get(topic).and_then(|t| t.get(partition)) {
+            if let Some(cell) = find(&topics, topic, partition) {
                 self.record_into(cell, log_end_offset);
                 return;
             }
@@ -311,7 +430,7 @@ impl Table {
         let mut deleted_topics: Vec<Arc<str>> = Vec::new();
         let mut new_map: TopicMap;
         if update.full {
-            new_map = TopicMap::with_capacity(by_topic.len());
+            new_map = TopicMap::with_capacity_and_hasher(by_topic.len(), Default::default());
             for (name, infos) in &by_topic {
                 let entry = build_topic(name, old.get(*name), infos, true, &writer.brokers, &mut acc);
                 new_map.insert(entry.name.clone(), entry);
@@ -337,6 +456,7 @@ impl Table {
         }
         let partition_count: usize = new_map.values().map(|t| t.cells().count()).sum();
         self.topics.store(Arc::new(new_map));
+        self.topics_version.fetch_add(1, Ordering::SeqCst);
         self.metadata_version.store(update.metadata_version, Ordering::Release);
         self.partition_count.store(partition_count as u64, Ordering::Relaxed);
         let led = i64::from(self.partitions_led()) + acc.led_delta;
@@ -363,15 +483,24 @@ impl Table {
             return;
         }
         let topics = self.topics.load();
-        pending.retain(|(topic, partition), log_end_offset| {
-            match topics.get(&**topic).and_then(|t| t.get(*partition)) {
-                Some(cell) => {
-                    self.record_into(cell, *log_end_offset);
-                    false
-                }
-                None => true,
+        pending.retain(|(topic, partition), log_end_offset| match find(&topics, topic, *partition) {
+            Some(cell) => {
+                self.record_into(cell, *log_end_offset);
+                false
             }
+            None => true,
         });
+    }
+}
+
+/// Ok(leader_epoch) iff the lease is valid now. The clock is read last, so
+/// the answer holds at the instant it is given.
+#[inline]
+fn lease_check(lease: &Lease, leader_epoch: i32) -> Result<i32, NotLeader> {
+    if lease.is_valid_now() {
+        Ok(leader_epoch)
+    } else {
+        Err(NotLeader { leader: None, leader_epoch, reason: RefusalReason::LeaseExpired })
     }
 }
 
@@ -489,16 +618,12 @@ fn build_topic(
             Some(cell) => {
                 let old = cell.view.load_full();
                 acc.changed(Some(&old), &view);
-                cell.view.store(Arc::new(view));
+                cell.store(view);
                 partitions[index] = Some(cell);
             }
             None => {
                 acc.changed(None, &view);
-                partitions[index] = Some(Arc::new(PartitionCell {
-                    view: ArcSwap::from_pointee(view),
-                    progress: ProgressSlot::new(),
-                    removed: AtomicBool::new(false),
-                }));
+                partitions[index] = Some(Arc::new(PartitionCell::new(view)));
             }
         }
     }

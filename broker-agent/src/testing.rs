@@ -15,6 +15,22 @@ pub fn idle_agent(broker_id: i32) -> Agent {
     Agent::new_idle(AgentConfig::new(broker_id, vec!["127.0.0.1:1".into()], "127.0.0.1:9092"))
 }
 
+/// The checks' benchmark agent (docs/BENCHMARKS.md, section 4): broker 1
+/// with 1600 partitions, `topic-0` .. `topic-99` x 16, leading the even ones
+/// at leader epoch 5 (broker 2 leads the odd ones), lease granted for 600 s.
+pub fn bench_agent() -> Agent {
+    let agent = idle_agent(1);
+    let mut parts = Vec::with_capacity(1600);
+    for t in 0..100 {
+        for p in 0..16 {
+            parts.push(partition(&format!("topic-{t}"), p, if p % 2 == 0 { 1 } else { 2 }, 5, &[1, 2, 3]));
+        }
+    }
+    apply(&agent, &update(1, true, parts, &[]));
+    grant_lease(&agent, Duration::from_secs(600));
+    agent
+}
+
 /// Applies an update as the session would, publishing its event. Returns
 /// whether it was applied (false: an old delta).
 pub fn apply(agent: &Agent, update: &LeadershipUpdate) -> bool {

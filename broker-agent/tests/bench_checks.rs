@@ -2,24 +2,11 @@
 //! Run: cargo test -p baton-agent --release --test bench_checks -- --ignored --nocapture
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use baton_agent::testing::{apply, grant_lease, idle_agent, partition, update};
+use baton_agent::testing::bench_agent;
 
 const CALLS: u64 = 5_000_000;
-
-fn setup() -> baton_agent::Agent {
-    let agent = idle_agent(1);
-    let mut parts = Vec::new();
-    for t in 0..100 {
-        for p in 0..16 {
-            parts.push(partition(&format!("topic-{t}"), p, if p % 2 == 0 { 1 } else { 2 }, 5, &[1, 2, 3]));
-        }
-    }
-    apply(&agent, &update(1, true, parts, &[]));
-    grant_lease(&agent, Duration::from_secs(600));
-    agent
-}
 
 fn run(agent: &baton_agent::Agent, topic: &str) -> f64 {
     let start = Instant::now();
@@ -32,7 +19,7 @@ fn run(agent: &baton_agent::Agent, topic: &str) -> f64 {
 #[test]
 #[ignore]
 fn bench_check_produce() {
-    let agent = setup();
+    let agent = bench_agent();
     let _ = run(&agent, "topic-42");
     let one = run(&agent, "topic-42");
     println!("check_produce, 1 thread: {one:.1} ns/call");

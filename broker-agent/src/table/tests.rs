@@ -221,6 +221,43 @@ fn deleted_topics_are_removed_and_can_be_recreated() {
 }
 
 #[test]
+fn each_table_answers_from_its_own_current_map_in_every_thread() {
+    let lease = leased(Duration::from_secs(30));
+    // More tables than a thread keeps maps of, the same topic led differently in each.
+    let tables: Vec<Table> = (0..MAP_CACHE_SLOTS as i32 + 2)
+        .map(|i| {
+            let table = Table::new(ME);
+            table.apply(&update(1, true, vec![info("t", 0, if i % 2 == 0 { ME } else { 2 }, i)], &[]));
+            table
+        })
+        .collect();
+    for _ in 0..3 {
+        for (i, table) in (0..).zip(&tables) {
+            let expected = if i % 2 == 0 { Ok(i) } else { Err(RefusalReason::NotLeader) };
+            assert_eq!(table.check_produce(&lease, "t", 0).map_err(|e| e.reason), expected);
+        }
+    }
+    // A thread that holds a copy of the map sees the update once it is applied.
+    let table = &tables[0];
+    let (checked, checked_rx) = std::sync::mpsc::channel();
+    let (applied, applied_rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        let lease = &lease;
+        s.spawn(move || {
+            assert_eq!(table.check_produce(lease, "t", 0), Ok(0));
+            checked.send(()).expect("send");
+            applied_rx.recv().expect("recv");
+            let refusal = table.check_produce(lease, "t", 0).expect_err("deleted");
+            assert_eq!(refusal.reason, RefusalReason::UnknownTopicOrPartition);
+        });
+        checked_rx.recv().expect("recv");
+        table.apply(&update(2, false, vec![], &["t"])).expect("applied");
+        applied.send(()).expect("send");
+    });
+    assert_eq!(table.check_produce(&lease, "t", 0).expect_err("deleted").kafka_error_code(), 3);
+}
+
+#[test]
 fn leader_endpoint_falls_back_to_broker_map() {
     let table = Table::new(ME);
     let lease = leased(Duration::from_secs(30));
