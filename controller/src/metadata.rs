@@ -5,14 +5,52 @@
 //! registry of live leadership handoffs (see [`Handoff`]).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use baton_state_machine::{Applied, BrokerId, BrokerState, Changes, Command, NO_LEADER, Outcome, State, StateError};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
 /// One applied entry's changes, tagged with its metadata version.
-pub type VersionedChanges = (u64, Arc<Changes>);
+pub type VersionedChanges = (u64, Arc<LoggedChanges>);
+
+/// An entry's changes as the change log keeps them: with, built on first
+/// use and shared by every session, which of them each broker must hear of
+/// under a hosted view. Without it, every hosted session of a thousand
+/// brokers scanned every change of every entry (a fence moving thousands of
+/// partitions, a topic of ten thousand): the work grew with brokers ×
+/// changes instead of with what each broker is sent.
+pub struct LoggedChanges {
+    pub changes: Changes,
+    by_broker: OnceLock<HashMap<BrokerId, Vec<u32>>>,
+}
+
+impl LoggedChanges {
+    pub fn new(changes: Changes) -> LoggedChanges {
+        LoggedChanges { changes, by_broker: OnceLock::new() }
+    }
+
+    /// Indexes into `changes.partitions` of the changes that concern
+    /// `broker` (`PartitionChange::concerns`), in order.
+    pub fn concerning(&self, broker: BrokerId) -> &[u32] {
+        let index = self.by_broker.get_or_init(|| {
+            let mut index: HashMap<BrokerId, Vec<u32>> = HashMap::new();
+            for (i, c) in (0u32..).zip(&self.changes.partitions) {
+                let brokers =
+                    c.record.replicas.iter().chain(&c.removed_replicas).chain(std::iter::once(&c.previous_leader));
+                // Exactly the brokers `PartitionChange::concerns` names.
+                for &b in brokers.filter(|&&b| b != NO_LEADER) {
+                    let list = index.entry(b).or_default();
+                    if list.last() != Some(&i) {
+                        list.push(i);
+                    }
+                }
+            }
+            index
+        });
+        index.get(&broker).map_or(&[], Vec::as_slice)
+    }
+}
 
 pub struct Metadata {
     state: RwLock<State>,
@@ -197,7 +235,7 @@ impl Metadata {
             {
                 log.floor = v;
             }
-            log.entries.push_back((index, Arc::new(changes)));
+            log.entries.push_back((index, Arc::new(LoggedChanges::new(changes))));
         }
         self.version.send_replace(index);
     }

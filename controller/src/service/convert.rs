@@ -1,6 +1,8 @@
 //! State-machine records to wire messages, and the update stream shared by
 //! `WatchLeadership` and broker sessions (a full view, then deltas).
 
+use std::collections::HashMap;
+
 use baton_proto::v1 as pb;
 use baton_state_machine::{Broker, BrokerId, BrokerState, Changes, NO_LEADER, Partition, State, Topic};
 use tokio::sync::watch;
@@ -103,21 +105,22 @@ pub fn full_update(state: &State, scope: Scope) -> pb::LeadershipUpdate {
     }
 }
 
-pub fn delta_update(state: &State, version: u64, changes: &Changes, scope: Scope) -> pb::LeadershipUpdate {
+/// The update of one applied entry: every partition change, or (`only`)
+/// those at these indexes of `changes.partitions`.
+pub fn delta_update(state: &State, version: u64, changes: &Changes, only: Option<&[u32]>) -> pb::LeadershipUpdate {
+    let info = |c: &baton_state_machine::PartitionChange| {
+        // The id of the topic as it stands now: for a change to a topic
+        // since deleted and re-created this names the newer one.
+        partition_info(state, &c.topic, state.topic(&c.topic).map_or(0, |t| t.id), c.partition, &c.record)
+    };
+    let partitions = match only {
+        None => changes.partitions.iter().map(info).collect(),
+        Some(indexes) => indexes.iter().filter_map(|&i| changes.partitions.get(i as usize)).map(info).collect(),
+    };
     pb::LeadershipUpdate {
         metadata_version: version,
         full: false,
-        partitions: changes
-            .partitions
-            .iter()
-            .filter(|c| match scope {
-                Scope::All => true,
-                Scope::Hosted(broker) => c.concerns(broker),
-            })
-            // The id of the topic as it stands now: for a change to a topic
-            // since deleted and re-created this names the newer one.
-            .map(|c| partition_info(state, &c.topic, state.topic(&c.topic).map_or(0, |t| t.id), c.partition, &c.record))
-            .collect(),
+        partitions,
         deleted_topics: changes.deleted_topics.clone(),
         brokers: changes.brokers.iter().map(|b| broker_info(b, -1)).collect(),
         partial: false,
@@ -190,22 +193,24 @@ impl UpdateCursor {
                     None => self.version = None,
                     Some(list) if !list.is_empty() => {
                         let scope = self.scope;
-                        let mut updates: Vec<_> = metadata.read(|s| {
-                            list.iter().map(|(version, c)| (*version, delta_update(s, *version, c, scope))).collect()
+                        let updates: Vec<_> = metadata.read(|s| {
+                            list.iter()
+                                .map(|(version, c)| {
+                                    let only = match scope {
+                                        Scope::All => None,
+                                        Scope::Hosted(broker) => Some(c.concerning(broker)),
+                                    };
+                                    (*version, delta_update(s, *version, &c.changes, only))
+                                })
+                                .collect()
                         });
-                        if scope != Scope::All {
-                            // Most entries concern few brokers: of the empty
-                            // deltas only the newest goes out, to move the
-                            // reader's version forward.
-                            let newest = updates.len().saturating_sub(1);
-                            let mut i = 0;
-                            updates.retain(|(_, u)| {
-                                i += 1;
-                                i - 1 == newest || !is_empty_delta(u)
-                            });
-                        }
-                        self.version = updates.last().map(|(v, _)| *v);
-                        return Some(updates);
+                        // A reader that fell behind gets one update for all
+                        // it missed, not one message per entry: under a burst
+                        // (a thousand registrations, a fence storm) the
+                        // messages otherwise grow with readers × entries.
+                        let merged = merge_deltas(updates);
+                        self.version = merged.as_ref().map(|(v, _)| *v);
+                        return Some(merged.into_iter().collect());
                     }
                     Some(_) => {
                         if self.rx.changed().await.is_err() {
@@ -218,8 +223,47 @@ impl UpdateCursor {
     }
 }
 
-fn is_empty_delta(u: &pb::LeadershipUpdate) -> bool {
-    u.partitions.is_empty() && u.deleted_topics.is_empty() && u.brokers.is_empty()
+/// Consecutive deltas as one delta to the last one's version: each
+/// partition and broker as of its latest change, and every deleted topic,
+/// minus the partitions of a topic deleted after they changed (a reader
+/// applies a delta's deletions before its partitions, so a topic deleted and
+/// created again within the run keeps only its new partitions).
+pub fn merge_deltas(updates: Vec<(u64, pb::LeadershipUpdate)>) -> Option<(u64, pb::LeadershipUpdate)> {
+    if updates.len() <= 1 {
+        return updates.into_iter().next();
+    }
+    let mut partitions: HashMap<(String, i32), pb::PartitionInfo> = HashMap::new();
+    let mut brokers: HashMap<i32, pb::BrokerInfo> = HashMap::new();
+    let mut deleted: Vec<String> = Vec::new();
+    let mut version = 0;
+    for (v, update) in updates {
+        version = v;
+        for topic in update.deleted_topics {
+            partitions.retain(|(t, _), _| *t != topic);
+            if !deleted.contains(&topic) {
+                deleted.push(topic);
+            }
+        }
+        for p in update.partitions {
+            partitions.insert((p.topic.clone(), p.partition), p);
+        }
+        for b in update.brokers {
+            brokers.insert(b.id, b);
+        }
+    }
+    let mut partitions: Vec<pb::PartitionInfo> = partitions.into_values().collect();
+    partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    let mut brokers: Vec<pb::BrokerInfo> = brokers.into_values().collect();
+    brokers.sort_by_key(|b| b.id);
+    let update = pb::LeadershipUpdate {
+        metadata_version: version,
+        full: false,
+        partitions,
+        deleted_topics: deleted,
+        brokers,
+        partial: false,
+    };
+    Some((version, update))
 }
 
 #[cfg(test)]
@@ -256,11 +300,15 @@ mod tests {
         let (state, changes) = four_brokers_one_topic();
         let hosts = |info: &pb::PartitionInfo, b: i32| info.replicas.contains(&b);
         assert_eq!(full_update(&state, Scope::All).partitions.len(), 8);
-        assert_eq!(delta_update(&state, 5, &changes, Scope::All).partitions.len(), 8);
+        assert_eq!(delta_update(&state, 5, &changes, None).partitions.len(), 8);
+        let logged = crate::metadata::LoggedChanges::new(changes);
         let mut seen = 0;
         for b in 1..=4 {
             let full = full_update(&state, Scope::Hosted(b));
-            let delta = delta_update(&state, 5, &changes, Scope::Hosted(b));
+            let expected: Vec<u32> =
+                (0u32..).zip(&logged.changes.partitions).filter(|(_, c)| c.concerns(b)).map(|(i, _)| i).collect();
+            assert_eq!(logged.concerning(b), expected.as_slice(), "the shared index is `concerns`");
+            let delta = delta_update(&state, 5, &logged.changes, Some(logged.concerning(b)));
             assert!(!full.partitions.is_empty() && full.partitions.iter().all(|p| hosts(p, b)), "broker {b}");
             assert_eq!(full.partitions, delta.partitions, "broker {b}: the same partitions either way");
             assert_eq!(full.brokers.len(), 4, "every broker's endpoint, for leader hints");
@@ -268,6 +316,43 @@ mod tests {
         }
         assert_eq!(seen, 8 * 2, "each partition goes to its two replicas only");
         assert!(full_update(&state, Scope::Hosted(9)).partitions.is_empty());
+    }
+
+    #[test]
+    fn merged_deltas_keep_the_latest_of_each_and_respect_deletions() {
+        let part = |topic: &str, partition: i32, leader: i32| pb::PartitionInfo {
+            topic: topic.into(),
+            partition,
+            leader,
+            ..Default::default()
+        };
+        let delta = |v: u64, partitions: Vec<pb::PartitionInfo>, deleted: &[&str]| {
+            (
+                v,
+                pb::LeadershipUpdate {
+                    metadata_version: v,
+                    partitions,
+                    deleted_topics: deleted.iter().map(|t| (*t).to_owned()).collect(),
+                    brokers: vec![pb::BrokerInfo { id: v as i32 % 2, epoch: v, ..Default::default() }],
+                    ..Default::default()
+                },
+            )
+        };
+        let (version, merged) = merge_deltas(vec![
+            delta(3, vec![part("a", 0, 1), part("gone", 0, 1), part("again", 0, 1)], &[]),
+            delta(4, vec![part("a", 0, 2), part("a", 1, 3)], &["gone", "again"]),
+            delta(5, vec![part("again", 0, 3)], &[]),
+        ])
+        .expect("merged");
+        assert_eq!((version, merged.metadata_version, merged.full, merged.partial), (5, 5, false, false));
+        let got: Vec<(String, i32, i32)> =
+            merged.partitions.iter().map(|p| (p.topic.clone(), p.partition, p.leader)).collect();
+        assert_eq!(got, vec![("a".into(), 0, 2), ("a".into(), 1, 3), ("again".into(), 0, 3)]);
+        assert_eq!(merged.deleted_topics, vec!["gone".to_owned(), "again".to_owned()]);
+        assert_eq!(merged.brokers.iter().map(|b| (b.id, b.epoch)).collect::<Vec<_>>(), vec![(0, 4), (1, 5)]);
+        let single = delta(7, vec![part("a", 0, 1)], &[]);
+        assert_eq!(merge_deltas(vec![single.clone()]), Some(single));
+        assert_eq!(merge_deltas(Vec::new()), None);
     }
 
     #[test]
