@@ -273,7 +273,7 @@ pub(crate) async fn scale(options: &Options, plan: &ScalePlan) -> anyhow::Result
     );
 
     // 4. Steady state: the brokers heartbeat with progress deltas.
-    let broker1_led: HashSet<(Arc<str>, i32)> = sims
+    let broker1_led: HashSet<simbroker::Key> = sims
         .iter()
         .flat_map(|s| s.leaders.lock().iter().filter(|(_, l)| **l == 1).map(|(k, _)| k.clone()).collect::<Vec<_>>())
         .collect();
@@ -401,13 +401,12 @@ pub(crate) async fn scale(options: &Options, plan: &ScalePlan) -> anyhow::Result
         sidecar.kill9();
     }
     let moved_at: Vec<Option<f64>> = loop {
-        let seen = shared.moved.lock();
-        let times: Vec<Option<f64>> = broker1_led
-            .iter()
-            .map(|key| seen.get(key).filter(|t| t.len() >= survivors).and_then(|t| t.iter().copied().reduce(f64::max)))
-            .collect();
+        let times: Vec<Option<f64>> = {
+            let seen = shared.moved.lock();
+            let moved = |key| seen.get(key).filter(|t: &&Vec<f64>| t.len() >= survivors);
+            broker1_led.iter().map(|key| moved(key).and_then(|t| t.iter().copied().reduce(f64::max))).collect()
+        };
         let pending = times.iter().filter(|t| t.is_none()).count();
-        drop(seen);
         if pending == 0 {
             break times;
         }

@@ -19,6 +19,9 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+/// A partition: (topic, partition number).
+pub type Key = (Arc<str>, i32);
+
 /// Shared by every simulated broker of a run.
 #[derive(Default)]
 pub struct Shared {
@@ -35,7 +38,7 @@ pub struct Shared {
     pub watch_started: Mutex<Option<Instant>>,
     /// (topic, partition) → when each replica saw the leader move (ms after
     /// `watch_started`).
-    pub moved: Mutex<HashMap<(Arc<str>, i32), Vec<f64>>>,
+    pub moved: Mutex<HashMap<Key, Vec<f64>>>,
     pub stop: AtomicBool,
     /// Ask for every partition of the cluster instead of the hosted ones.
     pub full_view: bool,
@@ -45,9 +48,9 @@ pub struct Shared {
 pub struct SimBroker {
     pub id: i32,
     /// Leader of every partition it hosts, as of its applied version.
-    pub leaders: Mutex<HashMap<(Arc<str>, i32), i32>>,
+    pub leaders: Mutex<HashMap<Key, i32>>,
     /// Hosted partitions by progress slot (see [`SimBroker::progress`]).
-    slots: Mutex<Vec<Vec<(Arc<str>, i32)>>>,
+    slots: Mutex<Vec<Vec<Key>>>,
     pub version: AtomicU64,
     /// Lease end, as nanoseconds since `epoch` (0: none).
     lease_until: AtomicU64,
@@ -190,7 +193,7 @@ impl SimBroker {
         }
         by_slot.resize(slots.max(1), Vec::new());
         for p in partitions {
-            let key: (Arc<str>, i32) = (Arc::from(p.topic.as_str()), p.partition);
+            let key: Key = (Arc::from(p.topic.as_str()), p.partition);
             if !p.replicas.contains(&self.id) {
                 leaders.remove(&key);
                 continue;
@@ -232,7 +235,7 @@ impl SimBroker {
 }
 
 /// A partition's progress slot: the same in every broker.
-fn slot_of(key: &(Arc<str>, i32), slots: usize) -> usize {
+fn slot_of(key: &Key, slots: usize) -> usize {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in key.0.bytes().chain(key.1.to_le_bytes()) {
         h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
