@@ -1,7 +1,7 @@
 //! State-machine records to wire messages, and the update stream shared by
 //! `WatchLeadership` and broker sessions (a full view, then deltas).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use baton_proto::v1 as pb;
 use baton_state_machine::{Broker, BrokerId, BrokerState, Changes, NO_LEADER, Partition, State, Topic};
@@ -107,15 +107,27 @@ pub fn full_update(state: &State, scope: Scope) -> pb::LeadershipUpdate {
 
 /// The update of one applied entry: every partition change, or (`only`)
 /// those at these indexes of `changes.partitions`.
-pub fn delta_update(state: &State, version: u64, changes: &Changes, only: Option<&[u32]>) -> pb::LeadershipUpdate {
-    let info = |c: &baton_state_machine::PartitionChange| {
-        // The id of the topic as it stands now: for a change to a topic
-        // since deleted and re-created this names the newer one.
-        partition_info(state, &c.topic, state.topic(&c.topic).map_or(0, |t| t.id), c.partition, &c.record)
+pub fn delta_update<'c>(
+    state: &State,
+    version: u64,
+    changes: &'c Changes,
+    only: Option<&[u32]>,
+) -> pb::LeadershipUpdate {
+    // The id of the topic as it stands now: for a change to a topic since
+    // deleted and re-created this names the newer one. Changes come grouped
+    // by topic: look each name up once per run of it.
+    let mut last: Option<(&'c std::sync::Arc<str>, u64)> = None;
+    let mut info = |c: &'c baton_state_machine::PartitionChange| {
+        let id = match last {
+            Some((name, id)) if std::sync::Arc::ptr_eq(name, &c.topic) => id,
+            _ => state.topic(&c.topic).map_or(0, |t| t.id),
+        };
+        last = Some((&c.topic, id));
+        partition_info(state, &c.topic, id, c.partition, &c.record)
     };
     let partitions = match only {
-        None => changes.partitions.iter().map(info).collect(),
-        Some(indexes) => indexes.iter().filter_map(|&i| changes.partitions.get(i as usize)).map(info).collect(),
+        None => changes.partitions.iter().map(&mut info).collect(),
+        Some(indexes) => indexes.iter().filter_map(|&i| changes.partitions.get(i as usize)).map(&mut info).collect(),
     };
     pb::LeadershipUpdate {
         metadata_version: version,
@@ -232,27 +244,43 @@ pub fn merge_deltas(updates: Vec<(u64, pb::LeadershipUpdate)>) -> Option<(u64, p
     if updates.len() <= 1 {
         return updates.into_iter().next();
     }
-    let mut partitions: HashMap<(String, i32), pb::PartitionInfo> = HashMap::new();
+    // Newest first: which partition entries survive (the latest of each, and
+    // none of a topic deleted by a later update), without copying a name.
+    let keep: Vec<Vec<bool>> = {
+        let mut seen: HashSet<(&str, i32)> = HashSet::new();
+        let mut deleted_later: HashSet<&str> = HashSet::new();
+        let mut keep: Vec<Vec<bool>> = updates
+            .iter()
+            .rev()
+            .map(|(_, u)| {
+                let flags = u
+                    .partitions
+                    .iter()
+                    .map(|p| !deleted_later.contains(p.topic.as_str()) && seen.insert((p.topic.as_str(), p.partition)))
+                    .collect();
+                deleted_later.extend(u.deleted_topics.iter().map(String::as_str));
+                flags
+            })
+            .collect();
+        keep.reverse();
+        keep
+    };
+    let mut partitions = Vec::new();
     let mut brokers: HashMap<i32, pb::BrokerInfo> = HashMap::new();
     let mut deleted: Vec<String> = Vec::new();
     let mut version = 0;
-    for (v, update) in updates {
+    for ((v, update), keep) in updates.into_iter().zip(keep) {
         version = v;
         for topic in update.deleted_topics {
-            partitions.retain(|(t, _), _| *t != topic);
             if !deleted.contains(&topic) {
                 deleted.push(topic);
             }
         }
-        for p in update.partitions {
-            partitions.insert((p.topic.clone(), p.partition), p);
-        }
+        partitions.extend(update.partitions.into_iter().zip(keep).filter_map(|(p, k)| k.then_some(p)));
         for b in update.brokers {
             brokers.insert(b.id, b);
         }
     }
-    let mut partitions: Vec<pb::PartitionInfo> = partitions.into_values().collect();
-    partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
     let mut brokers: Vec<pb::BrokerInfo> = brokers.into_values().collect();
     brokers.sort_by_key(|b| b.id);
     let update = pb::LeadershipUpdate {

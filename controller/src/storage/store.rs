@@ -193,9 +193,18 @@ impl RaftStorage {
         })
     }
 
-    /// Persists only the commit index (from a `LightReady`), fsynced.
+    /// Records the commit index (from a `LightReady`) WITHOUT an fsync: it
+    /// becomes durable with the next fsynced write (`Durability::None`
+    /// commits persist with the next `Immediate` one), as etcd writes a
+    /// commit-only hard state without syncing. Raft needs no durable commit
+    /// index: a restart takes the applied index from the snapshot, and every
+    /// snapshot is saved (or installed) by an fsynced write after the commit
+    /// index that covers it was recorded, so the stored commit is never
+    /// below it; entries committed past the stored commit are still in the
+    /// log and are committed again. Saves an fsync on the path of every
+    /// write a client waits for (docs/BENCHMARKS.md, "Bottlenecks found").
     pub fn set_commit(&self, commit: u64) -> Result<(), StorageError> {
-        self.write(|txn, staged| {
+        self.write_with(Durability::None, |txn, staged| {
             check_commit(commit, staged)?;
             staged.hard_state.commit = commit;
             let framed = frame_message(&staged.hard_state, Key::Meta(META_HARD_STATE))?;
@@ -297,13 +306,21 @@ impl RaftStorage {
         &self,
         f: impl FnOnce(&WriteTransaction, &mut Cache) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
+        self.write_with(Durability::Immediate, f)
+    }
+
+    fn write_with<T>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&WriteTransaction, &mut Cache) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
         let mut writer = self.inner.writer.lock();
         if writer.fenced {
             return Err(StorageError::Fenced);
         }
         let mut staged = self.inner.cache.read().clone();
         let mut txn = self.inner.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
+        txn.set_durability(durability)?;
         let value = match f(&txn, &mut staged) {
             Ok(value) => value,
             Err(e) => {

@@ -120,12 +120,16 @@ fn hard_state_and_entries_survive_a_crash() -> TestResult {
 }
 
 #[test]
-fn set_commit_survives_a_crash() -> TestResult {
-    // The commit index from a LightReady is durable and leaves term and vote alone.
+fn set_commit_is_durable_with_the_next_fsynced_write() -> TestResult {
+    // The commit index from a LightReady is written without an fsync, leaves
+    // term and vote alone, and is persisted by the next fsynced write (here
+    // an append with no hard state, as a follower's next Ready).
     let dir = tempfile::tempdir()?;
     let store = RaftStorage::open(dir.path())?;
     store.append_and_persist(&entries(1..=5, 2), Some(&hard_state(2, 1, 1)))?;
     store.set_commit(4)?;
+    assert_eq!(store.hard_state(), hard_state(2, 1, 4), "readers see it at once");
+    store.append_and_persist(&entries(6..=6, 2), None)?;
     drop(store);
     let store = RaftStorage::open(dir.path())?;
     assert_eq!(store.hard_state(), hard_state(2, 1, 4));
