@@ -36,10 +36,7 @@ impl LoggedChanges {
         let index = self.by_broker.get_or_init(|| {
             let mut index: HashMap<BrokerId, Vec<u32>> = HashMap::new();
             for (i, c) in (0u32..).zip(&self.changes.partitions) {
-                let brokers =
-                    c.record.replicas.iter().chain(&c.removed_replicas).chain(std::iter::once(&c.previous_leader));
-                // Exactly the brokers `PartitionChange::concerns` names.
-                for &b in brokers.filter(|&&b| b != NO_LEADER) {
+                for b in c.concerned_brokers() {
                     let list = index.entry(b).or_default();
                     if list.last() != Some(&i) {
                         list.push(i);

@@ -176,14 +176,12 @@ impl Controller for ControllerService {
         tokio::spawn(async move {
             let metadata = shared.raft.metadata().clone();
             let mut cursor = UpdateCursor::new(&metadata, from, convert::Scope::All);
-            while let Some(updates) = tokio::select! {
+            while let Some(update) = tokio::select! {
                 u = cursor.next(&metadata) => u,
                 _ = tx.closed() => None,
             } {
-                for (_, update) in updates {
-                    if tx.send(Ok(update)).await.is_err() {
-                        return;
-                    }
+                if tx.send(Ok(update)).await.is_err() {
+                    return;
                 }
             }
         });

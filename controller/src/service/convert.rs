@@ -188,9 +188,10 @@ impl UpdateCursor {
         self.version
     }
 
-    /// The next updates for this reader, waiting until there are some.
-    /// Returns None when the metadata is gone (shutdown).
-    pub async fn next(&mut self, metadata: &Metadata) -> Option<Vec<(u64, pb::LeadershipUpdate)>> {
+    /// The next update for this reader (a full view, or every delta it has
+    /// not seen merged into one), waiting until there is one. Returns None
+    /// when the metadata is gone (shutdown).
+    pub async fn next(&mut self, metadata: &Metadata) -> Option<pb::LeadershipUpdate> {
         loop {
             // Mark the current version seen BEFORE reading the log, so a
             // change landing in between wakes the wait below.
@@ -199,7 +200,7 @@ impl UpdateCursor {
                 None => {
                     let update = metadata.read(|s| full_update(s, self.scope));
                     self.version = Some(update.metadata_version);
-                    return Some(vec![(update.metadata_version, update)]);
+                    return Some(update);
                 }
                 Some(v) => match metadata.changes_since(v) {
                     None => self.version = None,
@@ -212,7 +213,7 @@ impl UpdateCursor {
                                         Scope::All => None,
                                         Scope::Hosted(broker) => Some(c.concerning(broker)),
                                     };
-                                    (*version, delta_update(s, *version, &c.changes, only))
+                                    delta_update(s, *version, &c.changes, only)
                                 })
                                 .collect()
                         });
@@ -220,9 +221,10 @@ impl UpdateCursor {
                         // it missed, not one message per entry: under a burst
                         // (a thousand registrations, a fence storm) the
                         // messages otherwise grow with readers × entries.
-                        let merged = merge_deltas(updates);
-                        self.version = merged.as_ref().map(|(v, _)| *v);
-                        return Some(merged.into_iter().collect());
+                        if let Some(update) = merge_deltas(updates) {
+                            self.version = Some(update.metadata_version);
+                            return Some(update);
+                        }
                     }
                     Some(_) => {
                         if self.rx.changed().await.is_err() {
@@ -240,7 +242,7 @@ impl UpdateCursor {
 /// minus the partitions of a topic deleted after they changed (a reader
 /// applies a delta's deletions before its partitions, so a topic deleted and
 /// created again within the run keeps only its new partitions).
-pub fn merge_deltas(updates: Vec<(u64, pb::LeadershipUpdate)>) -> Option<(u64, pb::LeadershipUpdate)> {
+pub fn merge_deltas(updates: Vec<pb::LeadershipUpdate>) -> Option<pb::LeadershipUpdate> {
     if updates.len() <= 1 {
         return updates.into_iter().next();
     }
@@ -252,7 +254,7 @@ pub fn merge_deltas(updates: Vec<(u64, pb::LeadershipUpdate)>) -> Option<(u64, p
         let mut keep: Vec<Vec<bool>> = updates
             .iter()
             .rev()
-            .map(|(_, u)| {
+            .map(|u| {
                 let flags = u
                     .partitions
                     .iter()
@@ -269,8 +271,8 @@ pub fn merge_deltas(updates: Vec<(u64, pb::LeadershipUpdate)>) -> Option<(u64, p
     let mut brokers: HashMap<i32, pb::BrokerInfo> = HashMap::new();
     let mut deleted: Vec<String> = Vec::new();
     let mut version = 0;
-    for ((v, update), keep) in updates.into_iter().zip(keep) {
-        version = v;
+    for (update, keep) in updates.into_iter().zip(keep) {
+        version = update.metadata_version;
         for topic in update.deleted_topics {
             if !deleted.contains(&topic) {
                 deleted.push(topic);
@@ -283,15 +285,14 @@ pub fn merge_deltas(updates: Vec<(u64, pb::LeadershipUpdate)>) -> Option<(u64, p
     }
     let mut brokers: Vec<pb::BrokerInfo> = brokers.into_values().collect();
     brokers.sort_by_key(|b| b.id);
-    let update = pb::LeadershipUpdate {
+    Some(pb::LeadershipUpdate {
         metadata_version: version,
         full: false,
         partitions,
         deleted_topics: deleted,
         brokers,
         partial: false,
-    };
-    Some((version, update))
+    })
 }
 
 #[cfg(test)]
@@ -354,25 +355,20 @@ mod tests {
             leader,
             ..Default::default()
         };
-        let delta = |v: u64, partitions: Vec<pb::PartitionInfo>, deleted: &[&str]| {
-            (
-                v,
-                pb::LeadershipUpdate {
-                    metadata_version: v,
-                    partitions,
-                    deleted_topics: deleted.iter().map(|t| (*t).to_owned()).collect(),
-                    brokers: vec![pb::BrokerInfo { id: v as i32 % 2, epoch: v, ..Default::default() }],
-                    ..Default::default()
-                },
-            )
+        let delta = |v: u64, partitions: Vec<pb::PartitionInfo>, deleted: &[&str]| pb::LeadershipUpdate {
+            metadata_version: v,
+            partitions,
+            deleted_topics: deleted.iter().map(|t| (*t).to_owned()).collect(),
+            brokers: vec![pb::BrokerInfo { id: v as i32 % 2, epoch: v, ..Default::default() }],
+            ..Default::default()
         };
-        let (version, merged) = merge_deltas(vec![
+        let merged = merge_deltas(vec![
             delta(3, vec![part("a", 0, 1), part("gone", 0, 1), part("again", 0, 1)], &[]),
             delta(4, vec![part("a", 0, 2), part("a", 1, 3)], &["gone", "again"]),
             delta(5, vec![part("again", 0, 3)], &[]),
         ])
         .expect("merged");
-        assert_eq!((version, merged.metadata_version, merged.full, merged.partial), (5, 5, false, false));
+        assert_eq!((merged.metadata_version, merged.full, merged.partial), (5, false, false));
         let got: Vec<(String, i32, i32)> =
             merged.partitions.iter().map(|p| (p.topic.clone(), p.partition, p.leader)).collect();
         assert_eq!(got, vec![("a".into(), 0, 2), ("a".into(), 1, 3), ("again".into(), 0, 3)]);

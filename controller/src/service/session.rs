@@ -255,25 +255,23 @@ async fn pump_updates(
     // came from a snapshot) may gain a leadership whose handoff we cannot
     // see: its first view waits until no predecessor's lease can be valid.
     let mut unknown_history = from_version < metadata.handoff_floor();
-    while let Some(updates) = cursor.next(&metadata).await {
-        for (_, update) in updates {
-            if unknown_history
-                && update.partitions.iter().any(|p| p.leader == broker)
-                && !await_predecessor_leases(&shared, &mut status).await
-            {
-                let _ = tx.send(Err(not_leader(&shared.raft))).await;
+    while let Some(update) = cursor.next(&metadata).await {
+        if unknown_history
+            && update.partitions.iter().any(|p| p.leader == broker)
+            && !await_predecessor_leases(&shared, &mut status).await
+        {
+            let _ = tx.send(Err(not_leader(&shared.raft))).await;
+            return;
+        }
+        unknown_history = false;
+        if !await_handoffs(&shared, broker, &update, &mut status).await {
+            let _ = tx.send(Err(not_leader(&shared.raft))).await;
+            return;
+        }
+        for chunk in convert::chunked(update, MAX_PARTITIONS_PER_MESSAGE) {
+            let msg = pb::SessionResponse { kind: Some(ResponseKind::Update(chunk)) };
+            if tx.send(Ok(msg)).await.is_err() {
                 return;
-            }
-            unknown_history = false;
-            if !await_handoffs(&shared, broker, &update, &mut status).await {
-                let _ = tx.send(Err(not_leader(&shared.raft))).await;
-                return;
-            }
-            for chunk in convert::chunked(update, MAX_PARTITIONS_PER_MESSAGE) {
-                let msg = pb::SessionResponse { kind: Some(ResponseKind::Update(chunk)) };
-                if tx.send(Ok(msg)).await.is_err() {
-                    return;
-                }
             }
         }
     }

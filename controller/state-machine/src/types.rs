@@ -216,12 +216,17 @@ pub struct PartitionChange {
 }
 
 impl PartitionChange {
-    /// Whether `broker` hosts the partition after the change, or hosted it
-    /// (or led it) before: the changes a hosted-only view must carry.
+    /// The brokers that host the partition after the change, or hosted it
+    /// (or led it) before: those a hosted-only view must tell. A broker may
+    /// appear more than once.
+    pub fn concerned_brokers(&self) -> impl Iterator<Item = BrokerId> + '_ {
+        let previous = (self.previous_leader != NO_LEADER).then_some(self.previous_leader);
+        self.record.replicas.iter().chain(&self.removed_replicas).copied().chain(previous)
+    }
+
+    /// Whether `broker` is one of [`Self::concerned_brokers`].
     pub fn concerns(&self, broker: BrokerId) -> bool {
-        self.record.replicas.contains(&broker)
-            || self.previous_leader == broker
-            || self.removed_replicas.contains(&broker)
+        self.concerned_brokers().any(|b| b == broker)
     }
 }
 
