@@ -44,7 +44,10 @@ pub enum ChangeKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartitionChange {
     pub kind: ChangeKind,
-    pub view: PartitionView,
+    /// The view after the change (the last one held, for `Removed`): the
+    /// table's own copy, shared, so a mass election publishes one pointer
+    /// per partition instead of copying each view.
+    pub view: Arc<PartitionView>,
 }
 
 /// The changes one applied `LeadershipUpdate` made, published once per update

@@ -40,6 +40,9 @@ pub const MAX_PENDING_UNKNOWN_PROGRESS: usize = 4096;
 /// where SipHash took about 180 instructions.
 type TopicMap = HashMap<Arc<str>, Arc<TopicEntry>, foldhash::fast::RandomState>;
 
+/// Registered endpoints by broker id.
+type BrokerMap = HashMap<i32, Arc<str>, foldhash::fast::RandomState>;
+
 pub(crate) struct TopicEntry {
     name: Arc<str>,
     /// Indexed by partition number; `None` for numbers the view lacks.
@@ -73,18 +76,18 @@ fn pack_lead(view: &PartitionView) -> u64 {
 }
 
 impl PartitionCell {
-    fn new(view: PartitionView) -> Self {
+    fn new(view: Arc<PartitionView>) -> Self {
         Self {
             lead: AtomicU64::new(pack_lead(&view)),
-            view: ArcSwap::from_pointee(view),
+            view: ArcSwap::new(view),
             progress: ProgressSlot::new(),
             removed: AtomicBool::new(false),
         }
     }
 
-    fn store(&self, view: PartitionView) {
+    fn store(&self, view: Arc<PartitionView>) {
         let lead = pack_lead(&view);
-        self.view.store(Arc::new(view));
+        self.view.store(view);
         self.lead.store(lead, Ordering::SeqCst);
     }
 
@@ -169,7 +172,7 @@ pub(crate) struct Applied {
 }
 
 struct Writer {
-    brokers: HashMap<i32, Arc<str>>,
+    brokers: BrokerMap,
 }
 
 pub(crate) struct Table {
@@ -206,7 +209,7 @@ impl Table {
             metadata_version: AtomicU64::new(0),
             partitions_led: AtomicU32::new(0),
             partition_count: AtomicU64::new(0),
-            writer: Mutex::new(Writer { brokers: HashMap::new() }),
+            writer: Mutex::new(Writer { brokers: BrokerMap::default() }),
             dirty: DirtyQueue::with_bound(dirty_bound),
             pending_unknown: Mutex::new(HashMap::new()),
         }
@@ -416,17 +419,35 @@ impl Table {
         }
 
         let mut rejected = 0usize;
-        let mut by_topic: HashMap<&str, Vec<&PartitionInfo>> = HashMap::new();
+        // The partitions by topic, in first-seen order. Updates list a
+        // topic's partitions together: one map probe per run of a topic.
+        let mut by_topic: Vec<(&str, Vec<&PartitionInfo>)> = Vec::new();
+        let mut group_of: HashMap<&str, usize, foldhash::fast::RandomState> = HashMap::default();
+        let mut last: Option<(&str, usize)> = None;
         for info in &update.partitions {
             if info.topic.is_empty() || !(0..=MAX_PARTITION_INDEX).contains(&info.partition) {
                 rejected += 1;
                 continue;
             }
-            by_topic.entry(info.topic.as_str()).or_default().push(info);
+            let topic = info.topic.as_str();
+            let group = match last {
+                Some((t, g)) if t == topic => g,
+                _ => *group_of.entry(topic).or_insert_with(|| {
+                    by_topic.push((topic, Vec::new()));
+                    by_topic.len() - 1
+                }),
+            };
+            last = Some((topic, group));
+            by_topic[group].1.push(info);
         }
 
         let old = self.topics.load_full();
-        let mut acc = Accumulator { broker_id: self.broker_id, changes: Vec::new(), led_delta: 0, lost: false };
+        let mut acc = Accumulator {
+            broker_id: self.broker_id,
+            changes: Vec::with_capacity(update.partitions.len()),
+            led_delta: 0,
+            lost: false,
+        };
         let mut deleted_topics: Vec<Arc<str>> = Vec::new();
         let mut new_map: TopicMap;
         if update.full {
@@ -516,7 +537,7 @@ struct Accumulator {
 }
 
 impl Accumulator {
-    fn changed(&mut self, old: Option<&PartitionView>, new: &PartitionView) {
+    fn changed(&mut self, old: Option<&PartitionView>, new: &Arc<PartitionView>) {
         let was_leader = old.is_some_and(|o| o.is_leader);
         if was_leader {
             self.led_delta -= 1;
@@ -539,11 +560,11 @@ impl Accumulator {
             {
                 Some(ChangeKind::LeaderChanged)
             }
-            (Some(o), _, _) if o != new => Some(ChangeKind::Updated),
+            (Some(o), _, _) if o != &**new => Some(ChangeKind::Updated),
             _ => None,
         };
         if let Some(kind) = kind {
-            self.changes.push(PartitionChange { kind, view: new.clone() });
+            self.changes.push(PartitionChange { kind, view: Arc::clone(new) });
         }
     }
 
@@ -554,7 +575,7 @@ impl Accumulator {
             self.led_delta -= 1;
             self.lost = true;
         }
-        self.changes.push(PartitionChange { kind: ChangeKind::Removed, view: PartitionView::clone(&view) });
+        self.changes.push(PartitionChange { kind: ChangeKind::Removed, view });
     }
 }
 
@@ -564,27 +585,46 @@ fn remove_topic(entry: &TopicEntry, acc: &mut Accumulator) {
     }
 }
 
-fn make_view(topic: &Arc<str>, info: &PartitionInfo, brokers: &HashMap<i32, Arc<str>>, me: i32) -> PartitionView {
+fn make_view(
+    topic: &Arc<str>,
+    info: &PartitionInfo,
+    old: Option<&PartitionView>,
+    brokers: &BrokerMap,
+    me: i32,
+) -> Arc<PartitionView> {
     let leader = if info.leader >= 0 { info.leader } else { -1 };
+    // A change usually keeps most of a record (a failover keeps the
+    // replicas; most partitions keep their leader): share what is equal
+    // with the view it replaces, or with the broker list, instead of
+    // allocating it again for each of a mass election's partitions.
     let leader_endpoint = if leader < 0 {
         empty_str()
-    } else if !info.leader_endpoint.is_empty() {
-        Arc::from(info.leader_endpoint.as_str())
-    } else {
+    } else if info.leader_endpoint.is_empty() {
         brokers.get(&leader).cloned().unwrap_or_else(empty_str)
+    } else if let Some(o) = old.filter(|o| *o.leader_endpoint == *info.leader_endpoint) {
+        Arc::clone(&o.leader_endpoint)
+    } else {
+        match brokers.get(&leader) {
+            Some(known) if **known == *info.leader_endpoint => Arc::clone(known),
+            _ => Arc::from(info.leader_endpoint.as_str()),
+        }
     };
-    PartitionView {
+    let shared = |ids: &[i32], old_ids: Option<&Arc<[i32]>>| match old_ids {
+        Some(o) if **o == *ids => Arc::clone(o),
+        _ => Arc::from(ids),
+    };
+    Arc::new(PartitionView {
         topic: Arc::clone(topic),
         partition: info.partition,
         leader,
         leader_endpoint,
         leader_epoch: info.leader_epoch,
         partition_epoch: info.partition_epoch,
-        replicas: info.replicas.as_slice().into(),
-        isr: info.isr.as_slice().into(),
+        replicas: shared(&info.replicas, old.map(|o| &o.replicas)),
+        isr: shared(&info.isr, old.map(|o| &o.isr)),
         is_leader: leader == me,
         is_replica: info.replicas.contains(&me),
-    }
+    })
 }
 
 /// Builds a topic's new entry. `full`: the infos are all of the topic's
@@ -594,7 +634,7 @@ fn build_topic(
     existing: Option<&Arc<TopicEntry>>,
     infos: &[&PartitionInfo],
     full: bool,
-    brokers: &HashMap<i32, Arc<str>>,
+    brokers: &BrokerMap,
     acc: &mut Accumulator,
 ) -> Arc<TopicEntry> {
     let key: Arc<str> = existing.map_or_else(|| Arc::from(name), |e| Arc::clone(&e.name));
@@ -612,16 +652,16 @@ fn build_topic(
     };
     for info in infos {
         let index = info.partition as usize;
-        let view = make_view(&key, info, brokers, acc.broker_id);
-        let cell = existing.and_then(|e| e.get(info.partition)).cloned();
-        match cell {
+        match existing.and_then(|e| e.get(info.partition)) {
             Some(cell) => {
                 let old = cell.view.load_full();
+                let view = make_view(&key, info, Some(&old), brokers, acc.broker_id);
                 acc.changed(Some(&old), &view);
                 cell.store(view);
-                partitions[index] = Some(cell);
+                partitions[index] = Some(Arc::clone(cell));
             }
             None => {
+                let view = make_view(&key, info, None, brokers, acc.broker_id);
                 acc.changed(None, &view);
                 partitions[index] = Some(Arc::new(PartitionCell::new(view)));
             }

@@ -186,6 +186,11 @@ impl Metadata {
         }
     }
 
+    /// Whether any partition has an unresolved handoff.
+    pub fn has_handoffs(&self) -> bool {
+        !self.handoffs.lock().by_partition.is_empty()
+    }
+
     /// Unresolved handoffs of a partition.
     pub fn handoffs(&self, topic: &str, partition: i32) -> Vec<Handoff> {
         let key: (Arc<str>, i32) = (Arc::from(topic), partition);

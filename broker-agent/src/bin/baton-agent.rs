@@ -10,6 +10,13 @@ use baton_agent::{LogFormat, SidecarListener};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc instead of glibc's malloc: a mass election allocates and frees
+/// hundreds of thousands of small records at once, and glibc spent about half
+/// of that in page faults and chunk consolidation (docs/BENCHMARKS.md,
+/// "Bottlenecks found" 5).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Baton broker agent sidecar: holds the broker's controller session and
 /// answers leadership checks over a local gRPC API.
 #[derive(Parser, Debug)]

@@ -7,6 +7,13 @@ use anyhow::Context;
 use baton_controller::config::{ControllerConfig, Overrides};
 use clap::Parser;
 
+/// jemalloc instead of glibc's malloc: a mass election allocates and frees
+/// hundreds of thousands of small records at once, and glibc spent about half
+/// of that in page faults and chunk consolidation (docs/BENCHMARKS.md,
+/// "Bottlenecks found" 5).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "baton-controller",

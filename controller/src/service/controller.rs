@@ -180,7 +180,8 @@ impl Controller for ControllerService {
                 u = cursor.next(&metadata) => u,
                 _ = tx.closed() => None,
             } {
-                if tx.send(Ok(update)).await.is_err() {
+                // Watchers get each update as one message, as they always have.
+                if tx.send(Ok(update.into_whole())).await.is_err() {
                     return;
                 }
             }

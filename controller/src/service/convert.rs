@@ -2,12 +2,16 @@
 //! `WatchLeadership` and broker sessions (a full view, then deltas).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use baton_proto::v1 as pb;
-use baton_state_machine::{Broker, BrokerId, BrokerState, Changes, NO_LEADER, Partition, State, Topic};
+
+use baton_state_machine::{
+    Broker, BrokerId, BrokerState, Changes, NO_LEADER, Partition, PartitionChange, State, Topic,
+};
 use tokio::sync::watch;
 
-use crate::metadata::Metadata;
+use crate::metadata::{LoggedChanges, Metadata};
 
 pub fn broker_state(s: BrokerState) -> pb::BrokerState {
     match s {
@@ -105,68 +109,167 @@ pub fn full_update(state: &State, scope: Scope) -> pb::LeadershipUpdate {
     }
 }
 
-/// The update of one applied entry: every partition change, or (`only`)
-/// those at these indexes of `changes.partitions`.
-pub fn delta_update<'c>(
-    state: &State,
-    version: u64,
-    changes: &'c Changes,
-    only: Option<&[u32]>,
-) -> pb::LeadershipUpdate {
-    // The id of the topic as it stands now: for a change to a topic since
-    // deleted and re-created this names the newer one. Changes come grouped
-    // by topic: look each name up once per run of it.
-    let mut last: Option<(&'c std::sync::Arc<str>, u64)> = None;
-    let mut info = |c: &'c baton_state_machine::PartitionChange| {
-        let id = match last {
-            Some((name, id)) if std::sync::Arc::ptr_eq(name, &c.topic) => id,
-            _ => state.topic(&c.topic).map_or(0, |t| t.id),
-        };
-        last = Some((&c.topic, id));
-        partition_info(state, &c.topic, id, c.partition, &c.record)
-    };
-    let partitions = match only {
-        None => changes.partitions.iter().map(&mut info).collect(),
-        Some(indexes) => indexes.iter().filter_map(|&i| changes.partitions.get(i as usize)).map(&mut info).collect(),
-    };
+/// What a delta's partitions take from the state rather than from the
+/// change itself, resolved once under one read of the state: the id of each
+/// topic as it stands now (for a change to a topic since deleted and
+/// re-created this names the newer one) and each leader's endpoint.
+struct Names {
+    topic_ids: HashMap<Arc<str>, u64>,
+    endpoints: HashMap<BrokerId, String>,
+}
+
+impl Names {
+    fn resolve<'c>(state: &State, changes: impl Iterator<Item = &'c PartitionChange>) -> Names {
+        let mut names = Names { topic_ids: HashMap::new(), endpoints: HashMap::new() };
+        // Changes come grouped by topic: look each name up once per run of it.
+        let mut last: Option<&'c Arc<str>> = None;
+        for c in changes {
+            if !last.is_some_and(|name| Arc::ptr_eq(name, &c.topic)) {
+                names.topic_ids.entry(c.topic.clone()).or_insert_with(|| state.topic(&c.topic).map_or(0, |t| t.id));
+                last = Some(&c.topic);
+            }
+            names.endpoints.entry(c.record.leader).or_insert_with(|| leader_endpoint(state, c.record.leader));
+        }
+        names
+    }
+
+    fn info(&self, c: &PartitionChange) -> pb::PartitionInfo {
+        let p = &c.record;
+        pb::PartitionInfo {
+            topic_id: self.topic_ids.get(&c.topic).copied().unwrap_or(0),
+            topic: c.topic.to_string(),
+            partition: c.partition,
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            replicas: p.replicas.clone(),
+            isr: p.isr.clone(),
+            leader_endpoint: self.endpoints.get(&p.leader).cloned().unwrap_or_default(),
+        }
+    }
+}
+
+/// The partition changes at `only`'s indexes, or all of them.
+fn selected<'c>(changes: &'c Changes, only: Option<&'c [u32]>) -> impl Iterator<Item = &'c PartitionChange> + Clone {
+    let all = only.is_none().then(|| changes.partitions.iter());
+    let some = only.map(|indexes| indexes.iter().filter_map(|&i| changes.partitions.get(i as usize)));
+    all.into_iter().flatten().chain(some.into_iter().flatten())
+}
+
+/// The first message of an entry's delta, without its partitions.
+fn delta_head(version: u64, changes: &Changes) -> pb::LeadershipUpdate {
     pb::LeadershipUpdate {
         metadata_version: version,
         full: false,
-        partitions,
+        partitions: Vec::new(),
         deleted_topics: changes.deleted_topics.clone(),
         brokers: changes.brokers.iter().map(|b| broker_info(b, -1)).collect(),
         partial: false,
     }
 }
 
-/// Splits an update into messages of at most `max_partitions` partitions
-/// (see `LeadershipUpdate.partial`), so no message nears a decode limit.
-pub fn chunked(mut update: pb::LeadershipUpdate, max_partitions: usize) -> Vec<pb::LeadershipUpdate> {
-    let max = max_partitions.max(1);
-    if update.partitions.len() <= max {
-        return vec![update];
+/// The update of one applied entry: every partition change, or (`only`)
+/// those at these indexes of `changes.partitions`.
+pub fn delta_update(state: &State, version: u64, changes: &Changes, only: Option<&[u32]>) -> pb::LeadershipUpdate {
+    let names = Names::resolve(state, selected(changes, only));
+    pb::LeadershipUpdate {
+        partitions: selected(changes, only).map(|c| names.info(c)).collect(),
+        ..delta_head(version, changes)
     }
-    let mut rest = std::mem::take(&mut update.partitions);
-    let mut chunks = Vec::with_capacity(rest.len() / max + 1);
-    let tail = rest.split_off(max);
-    update.partitions = rest;
-    update.partial = true;
-    let version = update.metadata_version;
-    chunks.push(update);
-    let mut iter = tail.into_iter().peekable();
-    while iter.peek().is_some() {
-        let partitions: Vec<_> = iter.by_ref().take(max).collect();
-        chunks.push(pb::LeadershipUpdate {
-            metadata_version: version,
-            partitions,
-            partial: true,
-            ..Default::default()
-        });
+}
+
+/// An update on its way to one reader, handed out as messages of at most a
+/// given number of partitions (see `LeadershipUpdate.partial`): the first
+/// carries the update's other fields, each is `partial` but the last.
+///
+/// A single entry's delta (the usual case) is encoded message by message
+/// straight from the change log, so a mass election is never held whole as
+/// protobuf: for a fence moving 300,000 partitions that was about 70 MB of
+/// fresh memory per stream, and most of the controller's time went into the
+/// page faults (docs/BENCHMARKS.md, "Bottlenecks found" 5).
+pub struct PendingUpdate {
+    /// The first message, without partitions, until it is handed out.
+    head: Option<pb::LeadershipUpdate>,
+    version: u64,
+    parts: Parts,
+}
+
+enum Parts {
+    Built(std::vec::IntoIter<pb::PartitionInfo>),
+    Logged { logged: Arc<LoggedChanges>, scope: Scope, next: usize, names: Names },
+}
+
+impl PendingUpdate {
+    /// An update already built (a full view, merged deltas).
+    pub fn built(mut update: pb::LeadershipUpdate) -> PendingUpdate {
+        let parts = Parts::Built(std::mem::take(&mut update.partitions).into_iter());
+        update.partial = false;
+        PendingUpdate { version: update.metadata_version, head: Some(update), parts }
     }
-    if let Some(last) = chunks.last_mut() {
-        last.partial = false;
+
+    /// One entry's delta, its names resolved in `state` now.
+    fn logged(state: &State, version: u64, logged: Arc<LoggedChanges>, scope: Scope) -> PendingUpdate {
+        let names = Names::resolve(state, selected(&logged.changes, only(&logged, scope)));
+        PendingUpdate {
+            head: Some(delta_head(version, &logged.changes)),
+            version,
+            parts: Parts::Logged { logged, scope, next: 0, names },
+        }
     }
-    chunks
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    fn remaining(&self) -> usize {
+        match &self.parts {
+            Parts::Built(iter) => iter.len(),
+            Parts::Logged { logged, scope, next, .. } => {
+                only(logged, *scope).map_or(logged.changes.partitions.len(), <[u32]>::len).saturating_sub(*next)
+            }
+        }
+    }
+
+    /// The next message, with at most `max` partitions (at least one); None
+    /// once the last (non-partial) one was handed out.
+    pub fn next_message(&mut self, max: usize) -> Option<pb::LeadershipUpdate> {
+        let head = self.head.take();
+        if head.is_none() && self.remaining() == 0 {
+            return None;
+        }
+        let mut message =
+            head.unwrap_or_else(|| pb::LeadershipUpdate { metadata_version: self.version, ..Default::default() });
+        let max = max.max(1);
+        message.partitions = match &mut self.parts {
+            Parts::Built(iter) => iter.by_ref().take(max).collect(),
+            Parts::Logged { logged, scope, next, names } => {
+                let indexes = only(logged, *scope);
+                let total = indexes.map_or(logged.changes.partitions.len(), <[u32]>::len);
+                let end = next.saturating_add(max).min(total);
+                let batch = (*next..end)
+                    .filter_map(|k| logged.changes.partitions.get(indexes.map_or(k, |ix| ix[k] as usize)))
+                    .map(|c| names.info(c))
+                    .collect();
+                *next = end;
+                batch
+            }
+        };
+        message.partial = self.remaining() > 0;
+        Some(message)
+    }
+
+    /// The whole update as one message.
+    pub fn into_whole(mut self) -> pb::LeadershipUpdate {
+        self.next_message(usize::MAX).unwrap_or_default()
+    }
+}
+
+/// The indexes of the changes a reader of `scope` hears of (None: all).
+fn only(logged: &LoggedChanges, scope: Scope) -> Option<&[u32]> {
+    match scope {
+        Scope::All => None,
+        Scope::Hosted(broker) => Some(logged.concerning(broker)),
+    }
 }
 
 /// Where a reader of the update stream stands.
@@ -191,7 +294,7 @@ impl UpdateCursor {
     /// The next update for this reader (a full view, or every delta it has
     /// not seen merged into one), waiting until there is one. Returns None
     /// when the metadata is gone (shutdown).
-    pub async fn next(&mut self, metadata: &Metadata) -> Option<pb::LeadershipUpdate> {
+    pub async fn next(&mut self, metadata: &Metadata) -> Option<PendingUpdate> {
         loop {
             // Mark the current version seen BEFORE reading the log, so a
             // change landing in between wakes the wait below.
@@ -200,21 +303,20 @@ impl UpdateCursor {
                 None => {
                     let update = metadata.read(|s| full_update(s, self.scope));
                     self.version = Some(update.metadata_version);
-                    return Some(update);
+                    return Some(PendingUpdate::built(update));
                 }
                 Some(v) => match metadata.changes_since(v) {
                     None => self.version = None,
+                    Some(mut list) if list.len() == 1 => {
+                        let (version, logged) = list.remove(0);
+                        self.version = Some(version);
+                        return Some(metadata.read(|s| PendingUpdate::logged(s, version, logged, self.scope)));
+                    }
                     Some(list) if !list.is_empty() => {
                         let scope = self.scope;
                         let updates: Vec<_> = metadata.read(|s| {
                             list.iter()
-                                .map(|(version, c)| {
-                                    let only = match scope {
-                                        Scope::All => None,
-                                        Scope::Hosted(broker) => Some(c.concerning(broker)),
-                                    };
-                                    delta_update(s, *version, &c.changes, only)
-                                })
+                                .map(|(version, c)| delta_update(s, *version, &c.changes, only(c, scope)))
                                 .collect()
                         });
                         // A reader that fell behind gets one update for all
@@ -223,7 +325,7 @@ impl UpdateCursor {
                         // messages otherwise grow with readers × entries.
                         if let Some(update) = merge_deltas(updates) {
                             self.version = Some(update.metadata_version);
-                            return Some(update);
+                            return Some(PendingUpdate::built(update));
                         }
                     }
                     Some(_) => {
@@ -389,13 +491,39 @@ mod tests {
             brokers: vec![pb::BrokerInfo::default()],
             partial: false,
         };
-        let chunks = chunked(update, 10);
+        let chunks = messages(PendingUpdate::built(update.clone()), 10);
         assert_eq!(chunks.iter().map(|c| c.partitions.len()).collect::<Vec<_>>(), vec![10, 10, 5]);
         assert_eq!(chunks.iter().map(|c| c.partial).collect::<Vec<_>>(), vec![true, true, false]);
         assert!(chunks[0].full && !chunks[1].full && !chunks[2].full);
         assert!(chunks.iter().all(|c| c.metadata_version == 9));
         assert_eq!(chunks[0].deleted_topics.len() + chunks[0].brokers.len(), 2, "extras ride with the first chunk");
+        assert_eq!(PendingUpdate::built(update.clone()).into_whole(), update, "one message when unbounded");
         let small = pb::LeadershipUpdate { metadata_version: 3, ..Default::default() };
-        assert_eq!(chunked(small.clone(), 10), vec![small]);
+        assert_eq!(messages(PendingUpdate::built(small.clone()), 10), vec![small]);
+    }
+
+    fn messages(mut pending: PendingUpdate, max: usize) -> Vec<pb::LeadershipUpdate> {
+        std::iter::from_fn(|| pending.next_message(max)).collect()
+    }
+
+    /// A delta sent message by message from the change log carries what the
+    /// built delta carries, in order, for every scope and chunk size.
+    #[test]
+    fn a_logged_delta_in_messages_is_the_built_delta() {
+        let (state, changes) = four_brokers_one_topic();
+        let logged = Arc::new(crate::metadata::LoggedChanges::new(changes));
+        for scope in [Scope::All, Scope::Hosted(1), Scope::Hosted(3), Scope::Hosted(9)] {
+            let built = delta_update(&state, 5, &logged.changes, only(&logged, scope));
+            for max in [1, 3, 8, 100] {
+                let chunks = messages(PendingUpdate::logged(&state, 5, logged.clone(), scope), max);
+                assert!(chunks.iter().all(|c| c.metadata_version == 5 && !c.full));
+                assert!(chunks.iter().rev().skip(1).all(|c| c.partial) && !chunks.last().expect("one").partial);
+                assert!(chunks.iter().all(|c| c.partitions.len() <= max));
+                let joined: Vec<pb::PartitionInfo> = chunks.iter().flat_map(|c| c.partitions.clone()).collect();
+                assert_eq!(joined, built.partitions, "{scope:?}, {max} per message");
+                assert_eq!(chunks[0].brokers, built.brokers);
+                assert!(joined.iter().all(|p| p.topic_id != 0 && (p.leader < 0 || !p.leader_endpoint.is_empty())));
+            }
+        }
     }
 }

@@ -255,25 +255,28 @@ async fn pump_updates(
     // came from a snapshot) may gain a leadership whose handoff we cannot
     // see: its first view waits until no predecessor's lease can be valid.
     let mut unknown_history = from_version < metadata.handoff_floor();
-    while let Some(update) = cursor.next(&metadata).await {
-        if unknown_history
-            && update.partitions.iter().any(|p| p.leader == broker)
-            && !await_predecessor_leases(&shared, &mut status).await
-        {
-            let _ = tx.send(Err(not_leader(&shared.raft))).await;
-            return;
-        }
-        unknown_history = false;
-        if !await_handoffs(&shared, broker, &update, &mut status).await {
-            let _ = tx.send(Err(not_leader(&shared.raft))).await;
-            return;
-        }
-        for chunk in convert::chunked(update, MAX_PARTITIONS_PER_MESSAGE) {
+    while let Some(mut update) = cursor.next(&metadata).await {
+        // The agent applies an update only once its last message is in, so
+        // holding each message until its own partitions' handoffs are done
+        // holds the whole update as long as any of them.
+        while let Some(chunk) = update.next_message(MAX_PARTITIONS_PER_MESSAGE) {
+            if unknown_history
+                && chunk.partitions.iter().any(|p| p.leader == broker)
+                && !await_predecessor_leases(&shared, &mut status).await
+            {
+                let _ = tx.send(Err(not_leader(&shared.raft))).await;
+                return;
+            }
+            if !await_handoffs(&shared, broker, &chunk, &mut status).await {
+                let _ = tx.send(Err(not_leader(&shared.raft))).await;
+                return;
+            }
             let msg = pb::SessionResponse { kind: Some(ResponseKind::Update(chunk)) };
             if tx.send(Ok(msg)).await.is_err() {
                 return;
             }
         }
+        unknown_history = false;
     }
 }
 
@@ -295,6 +298,11 @@ async fn await_handoffs(
         let now = Instant::now();
         let mut pending = 0usize;
         metadata.read(|s| {
+            if !metadata.has_handoffs() {
+                // The usual case (no live broker lost a leadership lately):
+                // no per-partition lookups for a mass election's update.
+                return;
+            }
             for p in update.partitions.iter().filter(|p| p.leader == broker) {
                 let handoffs = metadata.handoffs(&p.topic, p.partition);
                 if handoffs.is_empty() {

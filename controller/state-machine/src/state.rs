@@ -344,7 +344,11 @@ impl State {
         let DerivedIndex { topic_names, replica_of, leader_count } = derived;
         let eligible = eligible_in(brokers);
         let mut partitions_moved = 0;
-        for &(topic_id, p) in replica_of.get(&broker_id).into_iter().flatten() {
+        let hosted = replica_of.get(&broker_id);
+        // Nearly every hosted partition changes: one allocation, not a
+        // doubling series of copies of a list that can hold 100k records.
+        changes.partitions.reserve(hosted.map_or(0, |h| h.len()));
+        for &(topic_id, p) in hosted.into_iter().flatten() {
             let Some(found) = lookup_mut(topics, topic_names, topic_id, p) else { continue };
             let previous_leader = found.partition.leader;
             if elector::remove_fenced(found.partition, broker_id, found.unclean_leader_election, &eligible) {

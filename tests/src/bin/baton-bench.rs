@@ -53,6 +53,12 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use tonic::transport::Channel;
 
+/// The allocator the shipped binaries use (baton-controller, baton-agent),
+/// so the in-process agents standing in for brokers 2 and 3 apply updates
+/// as the sidecar does (docs/BENCHMARKS.md, "Bottlenecks found" 5).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[cfg(feature = "baselines")]
 #[path = "../bench/baseline.rs"]
 mod baseline;
