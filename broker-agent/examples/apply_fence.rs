@@ -7,12 +7,16 @@
 //! `apply_fence [N] [runs]` (default 100000 and 5) prints, per run, the time
 //! to decode the delta from its wire chunks (as the session receives them)
 //! and the time to apply it to the table (the instant the checks flip).
+//! It runs under jemalloc, as the sidecar does.
 
 use std::time::{Duration, Instant};
 
 use baton_agent::testing::{apply, grant_lease, idle_agent, partition, update};
 use baton_proto::v1::{LeadershipUpdate, PartitionInfo};
 use prost::Message;
+
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Partitions per wire message, as the controller chunks updates.
 const CHUNK: usize = 10_000;
