@@ -2,10 +2,10 @@
 //! `WatchLeadership` and broker sessions (a full view, then deltas).
 
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 use std::sync::Arc;
 
 use baton_proto::v1 as pb;
-
 use baton_state_machine::{
     Broker, BrokerId, BrokerState, Changes, NO_LEADER, Partition, PartitionChange, State, Topic,
 };
@@ -149,11 +149,20 @@ impl Names {
     }
 }
 
-/// The partition changes at `only`'s indexes, or all of them.
-fn selected<'c>(changes: &'c Changes, only: Option<&'c [u32]>) -> impl Iterator<Item = &'c PartitionChange> + Clone {
-    let all = only.is_none().then(|| changes.partitions.iter());
-    let some = only.map(|indexes| indexes.iter().filter_map(|&i| changes.partitions.get(i as usize)));
-    all.into_iter().flatten().chain(some.into_iter().flatten())
+/// How many changes a reader hears of: all of `changes.partitions`, or
+/// those at `only`'s indexes.
+fn selected_len(changes: &Changes, only: Option<&[u32]>) -> usize {
+    only.map_or(changes.partitions.len(), <[u32]>::len)
+}
+
+/// The changes at `positions` (clamped) of what a reader hears of.
+fn selected<'c>(
+    changes: &'c Changes,
+    only: Option<&'c [u32]>,
+    positions: Range<usize>,
+) -> impl Iterator<Item = &'c PartitionChange> + Clone {
+    let end = positions.end.min(selected_len(changes, only));
+    (positions.start..end).filter_map(move |k| changes.partitions.get(only.map_or(k, |ix| ix[k] as usize)))
 }
 
 /// The first message of an entry's delta, without its partitions.
@@ -171,9 +180,9 @@ fn delta_head(version: u64, changes: &Changes) -> pb::LeadershipUpdate {
 /// The update of one applied entry: every partition change, or (`only`)
 /// those at these indexes of `changes.partitions`.
 pub fn delta_update(state: &State, version: u64, changes: &Changes, only: Option<&[u32]>) -> pb::LeadershipUpdate {
-    let names = Names::resolve(state, selected(changes, only));
+    let names = Names::resolve(state, selected(changes, only, 0..usize::MAX));
     pb::LeadershipUpdate {
-        partitions: selected(changes, only).map(|c| names.info(c)).collect(),
+        partitions: selected(changes, only, 0..usize::MAX).map(|c| names.info(c)).collect(),
         ..delta_head(version, changes)
     }
 }
@@ -209,7 +218,7 @@ impl PendingUpdate {
 
     /// One entry's delta, its names resolved in `state` now.
     fn logged(state: &State, version: u64, logged: Arc<LoggedChanges>, scope: Scope) -> PendingUpdate {
-        let names = Names::resolve(state, selected(&logged.changes, only(&logged, scope)));
+        let names = Names::resolve(state, selected(&logged.changes, only(&logged, scope), 0..usize::MAX));
         PendingUpdate {
             head: Some(delta_head(version, &logged.changes)),
             version,
@@ -217,15 +226,11 @@ impl PendingUpdate {
         }
     }
 
-    pub fn version(&self) -> u64 {
-        self.version
-    }
-
     fn remaining(&self) -> usize {
         match &self.parts {
             Parts::Built(iter) => iter.len(),
             Parts::Logged { logged, scope, next, .. } => {
-                only(logged, *scope).map_or(logged.changes.partitions.len(), <[u32]>::len).saturating_sub(*next)
+                selected_len(&logged.changes, only(logged, *scope)).saturating_sub(*next)
             }
         }
     }
@@ -243,13 +248,9 @@ impl PendingUpdate {
         message.partitions = match &mut self.parts {
             Parts::Built(iter) => iter.by_ref().take(max).collect(),
             Parts::Logged { logged, scope, next, names } => {
-                let indexes = only(logged, *scope);
-                let total = indexes.map_or(logged.changes.partitions.len(), <[u32]>::len);
-                let end = next.saturating_add(max).min(total);
-                let batch = (*next..end)
-                    .filter_map(|k| logged.changes.partitions.get(indexes.map_or(k, |ix| ix[k] as usize)))
-                    .map(|c| names.info(c))
-                    .collect();
+                let only = only(logged, *scope);
+                let end = next.saturating_add(max).min(selected_len(&logged.changes, only));
+                let batch = selected(&logged.changes, only, *next..end).map(|c| names.info(c)).collect();
                 *next = end;
                 batch
             }
