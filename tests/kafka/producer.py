@@ -10,6 +10,8 @@ Writes JSON lines to --out:
   {"ev":"log","fac":F,"msg":M,"t":UNIX_S}              librdkafka log lines that
       mention a leader change or NOT_LEADER_OR_FOLLOWER
   {"ev":"done","sent":N,"acked":N,"failed":N,"unflushed":N}
+and, with --debug-log, every librdkafka log line (debug contexts broker,
+topic, metadata, msg) with its unix time, to read when a run stalls.
 Delivery reports arrive in ack order per partition, so line order is ack order.
 """
 import argparse
@@ -33,6 +35,7 @@ def main():
     ap.add_argument("--interval-ms", type=float, default=2.0)
     ap.add_argument("--out", required=True)
     ap.add_argument("--stop", required=True)
+    ap.add_argument("--debug-log")
     args = ap.parse_args()
 
     out = open(args.out, "w", buffering=1)
@@ -49,6 +52,10 @@ def main():
     logger = logging.getLogger("librdkafka")
     logger.setLevel(logging.DEBUG)
     logger.addHandler(Sink())
+    if args.debug_log:
+        full = logging.FileHandler(args.debug_log)
+        full.setFormatter(logging.Formatter("%(created).6f %(message)s"))
+        logger.addHandler(full)
 
     producer = Producer(
         {
@@ -61,7 +68,7 @@ def main():
             "message.timeout.ms": 120000,
             "request.timeout.ms": 10000,
             "topic.metadata.refresh.interval.ms": 1000,
-            "debug": "topic,msg",
+            "debug": "broker,topic,metadata,msg",
         },
         logger=logger,
     )

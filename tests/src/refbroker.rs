@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail, ensure};
 use serde_json::Value;
 
-use crate::{Cluster, ClusterOptions, Proc, free_port, wait_for};
+use crate::{Cluster, ClusterOptions, Proc, free_port, try_wait_for, wait_for};
 
 /// Installs confluent-kafka (PyPI) and kcat (Debian) unless already there.
 /// Idempotent; the same commands as `.ci/run`.
@@ -44,6 +44,15 @@ pub fn ensure_kafka_clients() -> anyhow::Result<()> {
         ensure!(install.success(), "apt-get install kcat failed");
     }
     Ok(())
+}
+
+/// `line` cut to at most `max` bytes (on a character boundary).
+fn truncate(line: &str, max: usize) -> &str {
+    let mut end = line.len().min(max);
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    &line[..end]
 }
 
 fn command_exists(name: &str) -> bool {
@@ -125,6 +134,111 @@ impl KafkaCluster {
         self.brokers[broker_index(id)].signal("CONT");
     }
 
+    /// Waits until every one of `partitions` has `more` acks beyond `base`;
+    /// on timeout prints [`KafkaCluster::diagnosis`] and fails the test.
+    pub async fn wait_acks(
+        &self,
+        producer: &ProducerRun,
+        what: &str,
+        partitions: u32,
+        base: &BTreeMap<i32, u64>,
+        more: u64,
+        within: Duration,
+    ) {
+        let done = try_wait_for(within, async || {
+            let now = producer.acks_per_partition();
+            (0..partitions as i32)
+                .all(|p| now.get(&p).copied().unwrap_or(0) >= base.get(&p).copied().unwrap_or(0) + more)
+                .then_some(())
+        })
+        .await;
+        if done.is_none() {
+            println!("{}", self.diagnosis(producer, base));
+            panic!("timed out after {within:?} waiting for {what}");
+        }
+    }
+
+    /// Waits until `partition` has `more` acks beyond `base` (as `wait_acks`).
+    pub async fn wait_partition_acks(
+        &self,
+        producer: &ProducerRun,
+        partition: i32,
+        base: &BTreeMap<i32, u64>,
+        more: u64,
+        within: Duration,
+    ) {
+        let what = format!("{more} more acks on partition {partition}");
+        let from = base.get(&partition).copied().unwrap_or(0);
+        let done = try_wait_for(within, async || {
+            (producer.acks_per_partition().get(&partition).copied().unwrap_or(0) >= from + more).then_some(())
+        })
+        .await;
+        if done.is_none() {
+            println!("{}", self.diagnosis(producer, base));
+            panic!("timed out after {within:?} waiting for {what}");
+        }
+    }
+
+    /// What a timed-out wait prints, so a failure on a CI machine (whose
+    /// logs are gone afterwards) says where it stuck: acks per partition
+    /// since `base` and the age of each partition's last ack, the
+    /// controllers' view of the topics and brokers, the tail of every
+    /// process log, and the producer's last librdkafka lines other than
+    /// per-message ones.
+    pub fn diagnosis(&self, producer: &ProducerRun, base: &BTreeMap<i32, u64>) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::from("=== diagnosis of a timed-out wait ===\n");
+        let now = unix_now();
+        let mut last_ack: BTreeMap<i32, f64> = BTreeMap::new();
+        let mut acks: BTreeMap<i32, u64> = BTreeMap::new();
+        for e in producer.events() {
+            if let ProducerEvent::Ack { partition, t, .. } = e {
+                *acks.entry(partition).or_default() += 1;
+                last_ack.insert(partition, t);
+            }
+        }
+        for (p, n) in &acks {
+            let since = n.saturating_sub(base.get(p).copied().unwrap_or(0));
+            let age = last_ack.get(p).map_or(f64::NAN, |t| now - t);
+            let _ = writeln!(out, "partition {p}: {n} acks ({since} since the wait began), last {age:.3} s ago");
+        }
+        match self.cluster.describe(&producer.topic) {
+            Ok(d) => {
+                let _ = writeln!(out, "describe {}: {d}", producer.topic);
+            }
+            Err(e) => {
+                let _ = writeln!(out, "describe {}: {e:#}", producer.topic);
+            }
+        }
+        match self.cluster.brokers() {
+            Ok(b) => {
+                let _ = writeln!(out, "brokers: {b}");
+            }
+            Err(e) => {
+                let _ = writeln!(out, "brokers: {e:#}");
+            }
+        }
+        let dir = self.cluster.dir.path();
+        let mut logs: Vec<PathBuf> =
+            std::fs::read_dir(dir).map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
+        logs.sort();
+        for path in logs.iter().filter(|p| p.extension().is_some_and(|e| e == "log")) {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            // Leave out librdkafka's per-message lines and raft-rs's own.
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.contains(" PRODUCE ") && !l.contains(" MSGSET ") && !l.contains(" slog: "))
+                .collect();
+            let keep = if name.contains(".debug.") { 60 } else { 25 };
+            let _ = writeln!(out, "--- last {keep} lines of {name} ---");
+            for line in &lines[lines.len().saturating_sub(keep)..] {
+                let _ = writeln!(out, "{}", truncate(line, 300));
+            }
+        }
+        out
+    }
+
     /// `kcat -L -J` against `bootstrap`, parsed.
     pub fn kcat_metadata(&self, bootstrap: &str, topic: &str) -> anyhow::Result<Value> {
         let out = Command::new("kcat")
@@ -192,6 +306,7 @@ pub enum ProducerEvent {
 /// The Python producer, running.
 pub struct ProducerRun {
     child: Option<Child>,
+    topic: String,
     out: PathBuf,
     stop: PathBuf,
 }
@@ -208,12 +323,14 @@ impl ProducerRun {
             .arg(&out)
             .arg("--stop")
             .arg(&stop)
+            .arg("--debug-log")
+            .arg(dir.join(format!("producer-{acks}.debug.log")))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .context("starting producer.py")?;
-        Ok(ProducerRun { child: Some(child), out, stop })
+        Ok(ProducerRun { child: Some(child), topic: topic.to_owned(), out, stop })
     }
 
     /// Every event written so far (a partial last line is skipped).
@@ -231,26 +348,6 @@ impl ProducerRun {
             }
         }
         out
-    }
-
-    /// Waits until every one of `partitions` has `more` acks beyond `base`.
-    pub async fn wait_acks(&self, what: &str, partitions: u32, base: &BTreeMap<i32, u64>, more: u64, within: Duration) {
-        wait_for(what, within, async || {
-            let now = self.acks_per_partition();
-            (0..partitions as i32)
-                .all(|p| now.get(&p).copied().unwrap_or(0) >= base.get(&p).copied().unwrap_or(0) + more)
-                .then_some(())
-        })
-        .await;
-    }
-
-    /// Waits until `partition` has `more` acks beyond `base`.
-    pub async fn wait_partition_acks(&self, partition: i32, base: &BTreeMap<i32, u64>, more: u64, within: Duration) {
-        let from = base.get(&partition).copied().unwrap_or(0);
-        wait_for(&format!("{more} more acks on partition {partition}"), within, async || {
-            (self.acks_per_partition().get(&partition).copied().unwrap_or(0) >= from + more).then_some(())
-        })
-        .await;
     }
 
     pub fn is_running(&mut self) -> bool {

@@ -81,7 +81,7 @@ async fn setup(acks: &str) -> (KafkaCluster, ProducerRun) {
     assert_eq!(md["brokers"].as_array().map(Vec::len), Some(3), "kcat lists three brokers: {md}");
     let producer = ProducerRun::start(cluster.cluster.dir.path(), &cluster.bootstrap(), TOPIC, PARTITIONS, acks)
         .expect("starting the producer");
-    producer.wait_acks("the producer's first acks", PARTITIONS, &BTreeMap::new(), PROGRESS, LONG).await;
+    cluster.wait_acks(&producer, "the producer's first acks", PARTITIONS, &BTreeMap::new(), PROGRESS, LONG).await;
     (cluster, producer)
 }
 
@@ -116,7 +116,7 @@ async fn run(acks: &str) -> Figures {
             view.values().all(|(l, _)| *l >= 1 && *l != drained).then_some(())
         })
         .await;
-    producer.wait_acks("acks on every partition after the drain", PARTITIONS, &base, PROGRESS, LONG).await;
+    cluster.wait_acks(&producer, "acks on every partition after the drain", PARTITIONS, &base, PROGRESS, LONG).await;
     let t_drain_done = unix_now();
     let out = cluster.cluster.batonctl(&["broker", "undrain", &drained.to_string()]);
     assert!(out.status.success(), "undrain failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -126,7 +126,7 @@ async fn run(acks: &str) -> Figures {
     let base = producer.acks_per_partition();
     let t_kill = unix_now();
     cluster.kill_broker(victim);
-    producer.wait_acks("acks on every partition after the kill", PARTITIONS, &base, PROGRESS, LONG).await;
+    cluster.wait_acks(&producer, "acks on every partition after the kill", PARTITIONS, &base, PROGRESS, LONG).await;
     let t_kill_done = unix_now();
     let survivors: Vec<String> =
         (1..=3).filter(|b| *b != victim).map(|b| cluster.kafka_addrs[(b - 1) as usize].clone()).collect();
@@ -137,7 +137,9 @@ async fn run(acks: &str) -> Figures {
     let base = producer.acks_per_partition();
     let t_pause = unix_now();
     cluster.pause_broker(paused);
-    producer.wait_acks("acks on every partition while a broker is paused", PARTITIONS, &base, PROGRESS, LONG).await;
+    cluster
+        .wait_acks(&producer, "acks on every partition while a broker is paused", PARTITIONS, &base, PROGRESS, LONG)
+        .await;
     let t_pause_done = unix_now();
     cluster.resume_broker(paused);
 
@@ -149,7 +151,7 @@ async fn run(acks: &str) -> Figures {
     cluster.restart_broker(victim);
     wait_all_alive(&cluster).await;
     let base = producer.acks_per_partition();
-    producer.wait_acks("acks on every partition at the end", PARTITIONS, &base, PROGRESS, LONG).await;
+    cluster.wait_acks(&producer, "acks on every partition at the end", PARTITIONS, &base, PROGRESS, LONG).await;
 
     let (events, verdict) = finish(&cluster, producer).await;
     let gap = |from, to| longest_ack_gap(&events, from, to).values().copied().fold(0.0, f64::max);
@@ -262,14 +264,14 @@ async fn acks_1_loses_the_writes_only_a_crashed_leader_had() {
     }
     let base = producer.acks_per_partition();
     let t_alone = unix_now();
-    producer.wait_partition_acks(0, &base, 100, LONG).await;
+    cluster.wait_partition_acks(&producer, 0, &base, 100, LONG).await;
     let alone = producer.acks_per_partition()[&0] - base[&0];
     cluster.kill_broker(leader);
     for f in &followers {
         cluster.resume_broker(*f);
     }
     let base = producer.acks_per_partition();
-    producer.wait_acks("acks on every partition after the crash", PARTITIONS, &base, PROGRESS, LONG).await;
+    cluster.wait_acks(&producer, "acks on every partition after the crash", PARTITIONS, &base, PROGRESS, LONG).await;
     let (_, v) = finish(&cluster, producer).await;
     let lost_after = v.lost.len();
     println!("=== kafka acks=1 loss demonstration ===");
