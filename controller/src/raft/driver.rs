@@ -18,10 +18,10 @@ use raft::prelude::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Snaps
 use raft::{RawNode, SnapshotStatus, StateRole};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info, trace, warn};
 
 use super::transport::Transport;
-use super::{DriverMsg, Members, PeerContact, ProposeError, Proposed, QuorumContact, RaftStatus, mono_us};
+use super::{COMMIT_PATH, DriverMsg, Members, PeerContact, ProposeError, Proposed, QuorumContact, RaftStatus, mono_us};
 use crate::config::RaftConfig;
 use crate::metadata::Metadata;
 use crate::storage::RaftStorage;
@@ -162,6 +162,7 @@ impl Driver {
             DriverMsg::ReadIndex { reply } => self.read_index(reply),
             DriverMsg::Step(m) => {
                 self.contact.heard(m.from);
+                trace_message(&m, "stepped");
                 // Errors here are messages from unknown peers or stale terms:
                 // raft ignores them by design.
                 if let Err(e) = self.node.step(*m) {
@@ -223,6 +224,7 @@ impl Driver {
         context.extend_from_slice(&seq.to_le_bytes());
         match propose(&mut self.node, context) {
             Ok(()) => {
+                trace!(target: COMMIT_PATH, index = self.node.raft.raft_log.last_index(), "proposed");
                 self.pending.insert(seq, reply);
             }
             Err(e) => {
@@ -291,24 +293,34 @@ impl Driver {
 
         // 1. A leader may send its messages before persisting (raft thesis
         //    10.2.1): followers persist before acknowledging.
-        self.transport.send(ready.take_messages());
+        let early = ready.take_messages();
+        if !early.is_empty() {
+            trace!(target: COMMIT_PATH, messages = early.len(), "sent before persisting");
+        }
+        self.transport.send(early);
 
         // 2. Install a snapshot received from the leader.
         if !ready.snapshot().is_empty() {
             self.install_snapshot(ready.snapshot())?;
         }
 
-        // 3. Persist new entries and hard state in one fsynced transaction
-        //    BEFORE anything that depends on them is sent or applied.
+        // 3. Persist new entries and hard state in one transaction BEFORE
+        //    anything that depends on them is sent or applied: fsynced,
+        //    unless only the commit index changed (etcd's MustSync).
         let hard_state = ready.hs().cloned();
         if !ready.entries().is_empty() || hard_state.is_some() {
             self.storage
                 .append_and_persist(ready.entries(), hard_state.as_ref())
                 .context("persisting raft entries and hard state")?;
+            trace!(target: COMMIT_PATH, last = ready.entries().last().map_or(0, |e| e.index), "persisted");
         }
 
         // 4. Messages that must follow persistence (votes, append responses).
-        self.transport.send(ready.take_persisted_messages());
+        let persisted = ready.take_persisted_messages();
+        if !persisted.is_empty() {
+            trace!(target: COMMIT_PATH, messages = persisted.len(), "sent after persisting");
+        }
+        self.transport.send(persisted);
 
         // 5. Apply committed entries (raft-rs only hands out entries that are
         //    both committed and persisted locally).
@@ -416,6 +428,7 @@ impl Driver {
                 return;
             }
         };
+        trace!(target: COMMIT_PATH, index = entry.index, "applied");
         if let Some(seq) = self.own_proposal(&entry.context)
             && let Some(reply) = self.pending.remove(&seq)
         {
@@ -489,6 +502,7 @@ impl Driver {
         if !self.member_ids().is_subset(before) {
             self.take_snapshot(0).context("snapshot for a new member")?;
         }
+        trace!(target: COMMIT_PATH, index = entry.index, "applied");
         if let Some(seq) = self.own_proposal(&entry.context)
             && let Some(reply) = self.pending.remove(&seq)
         {
@@ -573,6 +587,25 @@ impl Driver {
 }
 
 /// The initial state machine for a node: its latest snapshot, or empty.
+/// A TRACE event for an append or its response (see [`COMMIT_PATH`]): the
+/// last index it carries or acknowledges.
+pub(crate) fn trace_message(m: &raft::prelude::Message, what: &'static str) {
+    use raft::prelude::MessageType;
+    if !tracing::enabled!(target: COMMIT_PATH, tracing::Level::TRACE) {
+        return;
+    }
+    match m.get_msg_type() {
+        MessageType::MsgAppend => {
+            let index = m.entries.last().map_or(m.index, |e| e.index);
+            trace!(target: COMMIT_PATH, from = m.from, to = m.to, index, commit = m.commit, "append {what}");
+        }
+        MessageType::MsgAppendResponse => {
+            trace!(target: COMMIT_PATH, from = m.from, to = m.to, index = m.index, "append response {what}");
+        }
+        _ => {}
+    }
+}
+
 pub(crate) fn restore_state(storage: &RaftStorage) -> anyhow::Result<State> {
     match storage.latest_snapshot().context("reading the latest snapshot")? {
         Some(snapshot) => State::decode_snapshot(snapshot.get_data())

@@ -17,6 +17,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::metadata::Metadata;
 
+/// Target of the TRACE events that time a write's path through the driver
+/// and the raft links (`RUST_LOG=baton::commit_path=trace`; read with
+/// `scripts/commit-path.py`, docs/BENCHMARKS.md "Where the commit time
+/// goes"). Off, they cost a cached interest check each.
+pub const COMMIT_PATH: &str = "baton::commit_path";
+
 /// Microseconds on this process's monotonic clock since its first use, plus
 /// one: never 0, which means "never" in [`QuorumContact`].
 pub fn mono_us() -> u64 {
@@ -210,12 +216,15 @@ impl RaftHandle {
     pub async fn propose(&self, command: &Command) -> Result<Proposed, ProposeError> {
         let (reply, rx) = oneshot::channel();
         let msg = DriverMsg::Propose { command: command.encode(), reply };
+        tracing::trace!(target: COMMIT_PATH, "proposal queued for the driver");
         self.tx.send(msg).await.map_err(|_| ProposeError::Shutdown)?;
-        match tokio::time::timeout(self.timeout, rx).await {
+        let result = match tokio::time::timeout(self.timeout, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(ProposeError::Shutdown),
             Err(_) => Err(ProposeError::Timeout),
-        }
+        };
+        tracing::trace!(target: COMMIT_PATH, index = result.as_ref().map_or(0, |p| p.index), "proposal answered");
+        result
     }
 
     /// A linearizable read barrier (raft ReadIndex): when it returns, this

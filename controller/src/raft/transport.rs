@@ -191,6 +191,7 @@ impl PeerLink {
                 if m.get_msg_type() == MessageType::MsgSnapshot {
                     tokio::spawn(send_snapshot(client.clone(), self.from, m, self.driver.clone()));
                 } else {
+                    super::driver::trace_message(&m, "taken by the link");
                     match m.write_to_bytes() {
                         Ok(bytes) => {
                             batch_bytes += bytes.len();
@@ -296,6 +297,7 @@ impl Raft for RaftService {
                 if msg.from != batch.from {
                     return Err(Status::invalid_argument("raft message sender does not match its batch"));
                 }
+                super::driver::trace_message(&msg, "received");
                 self.handle.step(msg).await.map_err(|_| Status::unavailable("controller shutting down"))?;
             }
         }

@@ -79,6 +79,8 @@ pub(super) struct Inner {
     path: PathBuf,
     /// Raft asked for a snapshot the stored one cannot serve (see `snapshot`).
     pub snapshot_wanted: std::sync::atomic::AtomicBool,
+    /// Transactions committed with an fsync since the store was opened.
+    durable_writes: std::sync::atomic::AtomicU64,
 }
 
 /// Durable raft log storage. Cheap to clone (an `Arc` inside); `Send + Sync`.
@@ -140,6 +142,7 @@ impl RaftStorage {
                 writer: Mutex::new(Writer { fenced: false }),
                 path,
                 snapshot_wanted: std::sync::atomic::AtomicBool::new(false),
+                durable_writes: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -163,15 +166,30 @@ impl RaftStorage {
         })
     }
 
-    /// The write path of the Ready loop: in one fsynced transaction, append
+    /// The write path of the Ready loop: in one transaction, append
     /// `entries` (first deleting any existing entries at index >=
     /// `entries[0].index`: a conflicting suffix) and, when given, store the hard
-    /// state. Returns only after the fsync.
+    /// state. Fsynced before it returns whenever it carries entries, a new
+    /// term or a new vote; a hard state whose only change is the commit index
+    /// is written without an fsync, as etcd's raft (`MustSync`) does and for
+    /// the reason [`RaftStorage::set_commit`] gives. That commit-only Ready
+    /// comes once per write on every controller (the leader's commit advance,
+    /// a follower learning it), between the quorum's acknowledgement and the
+    /// leader's apply: an fsync there was a second one on every client
+    /// write's path (docs/BENCHMARKS.md, "Bottlenecks found").
     pub fn append_and_persist(&self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), StorageError> {
         if entries.is_empty() && hard_state.is_none() {
             return Ok(());
         }
-        self.write(|txn, staged| {
+        // Only the driver writes the hard state, so the cached one is the
+        // one this write follows.
+        let must_sync = !entries.is_empty()
+            || hard_state.is_some_and(|hs| {
+                let current = &self.inner.cache.read().hard_state;
+                hs.term != current.term || hs.vote != current.vote
+            });
+        let durability = if must_sync { Durability::Immediate } else { Durability::None };
+        self.write_with(durability, |txn, staged| {
             if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
                 check_append(staged, entries)?;
                 let mut table = txn.open_table(ENTRIES)?;
@@ -210,6 +228,12 @@ impl RaftStorage {
             let framed = frame_message(&staged.hard_state, Key::Meta(META_HARD_STATE))?;
             put_meta(txn, META_HARD_STATE, &framed)
         })
+    }
+
+    /// How many transactions this store committed with an fsync since it
+    /// was opened.
+    pub fn durable_writes(&self) -> u64 {
+        self.inner.durable_writes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Persists the conf state (after a conf change was applied), fsynced.
@@ -334,6 +358,9 @@ impl RaftStorage {
         if let Err(e) = txn.commit() {
             writer.fenced = true;
             return Err(e.into());
+        }
+        if matches!(durability, Durability::Immediate) {
+            self.inner.durable_writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         *self.inner.cache.write() = staged;
         Ok(value)

@@ -137,6 +137,39 @@ fn set_commit_is_durable_with_the_next_fsynced_write() -> TestResult {
 }
 
 #[test]
+fn only_a_commit_only_hard_state_is_written_without_an_fsync() -> TestResult {
+    // etcd's MustSync: entries, a new term or a new vote are fsynced before
+    // append_and_persist returns; a hard state whose only change is the
+    // commit index is not, and becomes durable with the next fsynced write.
+    let dir = tempfile::tempdir()?;
+    let store = RaftStorage::open(dir.path())?;
+    let synced = |before: u64, store: &RaftStorage| store.durable_writes() - before;
+
+    let n = store.durable_writes();
+    store.append_and_persist(&entries(1..=5, 2), Some(&hard_state(2, 1, 1)))?;
+    assert_eq!(synced(n, &store), 1, "entries are fsynced");
+    let n = store.durable_writes();
+    store.append_and_persist(&[], Some(&hard_state(2, 1, 3)))?;
+    assert_eq!(synced(n, &store), 0, "a commit-only hard state is not");
+    assert_eq!(store.hard_state(), hard_state(2, 1, 3), "readers see it at once");
+    let n = store.durable_writes();
+    store.append_and_persist(&[], Some(&hard_state(3, 0, 3)))?;
+    assert_eq!(synced(n, &store), 1, "a new term is fsynced");
+    let n = store.durable_writes();
+    store.append_and_persist(&[], Some(&hard_state(3, 2, 4)))?;
+    assert_eq!(synced(n, &store), 1, "a new vote is fsynced");
+    let n = store.durable_writes();
+    store.append_and_persist(&[], Some(&hard_state(3, 2, 5)))?;
+    assert_eq!(synced(n, &store), 0);
+    store.append_and_persist(&entries(6..=6, 3), None)?;
+    drop(store);
+    let store = RaftStorage::open(dir.path())?;
+    assert_eq!(store.hard_state(), hard_state(3, 2, 5), "made durable by the next fsynced write");
+    assert_eq!(store.last_index(), 6);
+    Ok(())
+}
+
+#[test]
 fn a_commit_beyond_the_log_is_refused() -> TestResult {
     // Such a hard state could never be reopened (nor accepted by raft), so it is never written.
     let dir = tempfile::tempdir()?;
