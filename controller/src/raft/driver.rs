@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, error, info, trace, warn};
 
+use super::read_rounds::{ReadReply, ReadRounds};
 use super::transport::Transport;
 use super::{COMMIT_PATH, DriverMsg, Members, PeerContact, ProposeError, Proposed, QuorumContact, RaftStatus, mono_us};
 use crate::config::RaftConfig;
@@ -29,11 +30,6 @@ use crate::storage::RaftStorage;
 /// Bound on driver messages handled per loop turn, so one Ready batches many
 /// proposals but ticks are never starved.
 const MAX_MSGS_PER_TURN: usize = 4096;
-
-struct PendingRead {
-    reply: oneshot::Sender<Result<u64, ProposeError>>,
-    deadline: Instant,
-}
 
 pub(crate) struct Driver {
     node: RawNode<RaftStorage>,
@@ -48,7 +44,9 @@ pub(crate) struct Driver {
     boot_nonce: u64,
     next_seq: u64,
     pending: HashMap<u64, oneshot::Sender<Result<Proposed, ProposeError>>>,
-    pending_reads: HashMap<u64, PendingRead>,
+    /// Linearizable reads: those taken this turn, and the ReadIndex rounds
+    /// in flight.
+    reads: ReadRounds,
     /// Index of the empty entry that opened this node's current leadership.
     term_start_index: u64,
     last_snapshot_index: u64,
@@ -109,7 +107,7 @@ impl Driver {
             boot_nonce: rand::random(),
             next_seq: 1,
             pending: HashMap::new(),
-            pending_reads: HashMap::new(),
+            reads: ReadRounds::default(),
             term_start_index: u64::MAX,
             last_snapshot_index: applied,
             quorum_contact,
@@ -145,6 +143,7 @@ impl Driver {
                     }
                 }
             }
+            self.start_read_round();
             self.on_ready()?;
             self.maybe_snapshot()?;
             if self.storage.take_snapshot_request() {
@@ -233,21 +232,28 @@ impl Driver {
         }
     }
 
-    fn read_index(&mut self, reply: oneshot::Sender<Result<u64, ProposeError>>) {
+    fn read_index(&mut self, reply: ReadReply) {
         if self.node.raft.leader_id == 0 {
             let _ = reply.send(Err(ProposeError::NotLeader { leader: None }));
             return;
         }
+        self.reads.ask(reply);
+    }
+
+    /// At the end of a turn: one ReadIndex round for every read taken in it
+    /// (`read_rounds`: all of them were asked before the round starts).
+    fn start_read_round(&mut self) {
         let seq = self.next_seq;
-        self.next_seq += 1;
-        // Contexts must be unique across the quorum (raft-rs silently drops a
-        // duplicate): node id, boot nonce and sequence.
-        self.node.read_index(self.read_context(seq));
         // raft-rs drops ReadIndex silently in some states (no leader yet, or a
         // new leader without a committed entry in its term): the deadline
-        // turns a lost request into a Timeout instead of a hang.
+        // turns a lost round into a Timeout instead of a hang.
         let deadline = Instant::now() + Duration::from_millis(self.config.proposal_timeout_ms);
-        self.pending_reads.insert(seq, PendingRead { reply, deadline });
+        if self.reads.start(seq, deadline) {
+            self.next_seq += 1;
+            // Contexts must be unique across the quorum (raft-rs silently
+            // drops a duplicate): node id, boot nonce and sequence.
+            self.node.read_index(self.read_context(seq));
+        }
     }
 
     /// Starts a ReadIndex round stamped with now: raft-rs answers it once a
@@ -263,11 +269,9 @@ impl Driver {
 
     fn expire_requests(&mut self) {
         let now = Instant::now();
-        self.pending_reads.retain(|_, r| {
-            // Dropping an expired entry drops its sender: the waiter sees Shutdown
-            // unless its own deadline (the same length) fired first.
-            r.deadline > now && !r.reply.is_closed()
-        });
+        // Dropping an expired round drops its senders: the waiters see
+        // Shutdown unless their own deadline (the same length) fired first.
+        self.reads.expire(now);
         self.pending.retain(|_, reply| !reply.is_closed());
     }
 
@@ -275,9 +279,7 @@ impl Driver {
         for (_, reply) in self.pending.drain() {
             let _ = reply.send(Err(error.clone()));
         }
-        for (_, read) in self.pending_reads.drain() {
-            let _ = read.reply.send(Err(error.clone()));
-        }
+        self.reads.fail_all(&error);
     }
 
     /// One pass of the Ready loop, in raft-rs's documented order.
@@ -334,10 +336,8 @@ impl Driver {
                 self.quorum_contact.confirm(u64::from_le_bytes(stamp));
                 continue;
             }
-            if let Some(seq) = self.own_read(&rs.request_ctx)
-                && let Some(read) = self.pending_reads.remove(&seq)
-            {
-                let _ = read.reply.send(Ok(rs.index));
+            if let Some(seq) = self.own_read(&rs.request_ctx) {
+                self.reads.answer(seq, rs.index);
             }
         }
 
@@ -361,7 +361,7 @@ impl Driver {
         } else {
             self.term_start_index = u64::MAX;
             self.quorum_contact.clear();
-            if !self.pending.is_empty() || !self.pending_reads.is_empty() {
+            if !self.pending.is_empty() || !self.reads.is_empty() {
                 warn!(proposals = self.pending.len(), "lost leadership with requests in flight");
             }
             self.fail_all(ProposeError::Ambiguous);

@@ -4,6 +4,7 @@
 
 pub mod driver;
 mod logger;
+mod read_rounds;
 pub mod transport;
 
 use std::collections::BTreeMap;
