@@ -145,17 +145,7 @@ impl KafkaCluster {
         more: u64,
         within: Duration,
     ) {
-        let done = try_wait_for(within, async || {
-            let now = producer.acks_per_partition();
-            (0..partitions as i32)
-                .all(|p| now.get(&p).copied().unwrap_or(0) >= base.get(&p).copied().unwrap_or(0) + more)
-                .then_some(())
-        })
-        .await;
-        if done.is_none() {
-            println!("{}", self.diagnosis(producer, base));
-            panic!("timed out after {within:?} waiting for {what}");
-        }
+        self.wait_acks_of(producer, what, 0..partitions as i32, base, more, within).await;
     }
 
     /// Waits until `partition` has `more` acks beyond `base` (as `wait_acks`).
@@ -168,9 +158,22 @@ impl KafkaCluster {
         within: Duration,
     ) {
         let what = format!("{more} more acks on partition {partition}");
-        let from = base.get(&partition).copied().unwrap_or(0);
+        self.wait_acks_of(producer, &what, partition..partition + 1, base, more, within).await;
+    }
+
+    async fn wait_acks_of(
+        &self,
+        producer: &ProducerRun,
+        what: &str,
+        partitions: std::ops::Range<i32>,
+        base: &BTreeMap<i32, u64>,
+        more: u64,
+        within: Duration,
+    ) {
         let done = try_wait_for(within, async || {
-            (producer.acks_per_partition().get(&partition).copied().unwrap_or(0) >= from + more).then_some(())
+            let now = producer.acks_per_partition();
+            let count = |m: &BTreeMap<i32, u64>, p: i32| m.get(&p).copied().unwrap_or(0);
+            partitions.clone().all(|p| count(&now, p) >= count(base, p) + more).then_some(())
         })
         .await;
         if done.is_none() {
@@ -202,22 +205,9 @@ impl KafkaCluster {
             let age = last_ack.get(p).map_or(f64::NAN, |t| now - t);
             let _ = writeln!(out, "partition {p}: {n} acks ({since} since the wait began), last {age:.3} s ago");
         }
-        match self.cluster.describe(&producer.topic) {
-            Ok(d) => {
-                let _ = writeln!(out, "describe {}: {d}", producer.topic);
-            }
-            Err(e) => {
-                let _ = writeln!(out, "describe {}: {e:#}", producer.topic);
-            }
-        }
-        match self.cluster.brokers() {
-            Ok(b) => {
-                let _ = writeln!(out, "brokers: {b}");
-            }
-            Err(e) => {
-                let _ = writeln!(out, "brokers: {e:#}");
-            }
-        }
+        let shown = |r: anyhow::Result<Value>| r.map_or_else(|e| format!("{e:#}"), |v| v.to_string());
+        let _ = writeln!(out, "describe {}: {}", producer.topic, shown(self.cluster.describe(&producer.topic)));
+        let _ = writeln!(out, "brokers: {}", shown(self.cluster.brokers()));
         let dir = self.cluster.dir.path();
         let mut logs: Vec<PathBuf> =
             std::fs::read_dir(dir).map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();

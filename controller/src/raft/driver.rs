@@ -586,7 +586,6 @@ impl Driver {
     }
 }
 
-/// The initial state machine for a node: its latest snapshot, or empty.
 /// A TRACE event for an append or its response (see [`COMMIT_PATH`]): the
 /// last index it carries or acknowledges.
 pub(crate) fn trace_message(m: &raft::prelude::Message, what: &'static str) {
@@ -606,6 +605,7 @@ pub(crate) fn trace_message(m: &raft::prelude::Message, what: &'static str) {
     }
 }
 
+/// The initial state machine for a node: its latest snapshot, or empty.
 pub(crate) fn restore_state(storage: &RaftStorage) -> anyhow::Result<State> {
     match storage.latest_snapshot().context("reading the latest snapshot")? {
         Some(snapshot) => State::decode_snapshot(snapshot.get_data())

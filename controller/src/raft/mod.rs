@@ -20,8 +20,8 @@ use crate::metadata::Metadata;
 
 /// Target of the TRACE events that time a write's path through the driver
 /// and the raft links (`RUST_LOG=baton::commit_path=trace`; read with
-/// `scripts/commit-path.py`, docs/BENCHMARKS.md "Where the commit time
-/// goes"). Off, they cost a cached interest check each.
+/// `scripts/commit-path.py`, docs/BENCHMARKS.md "Bottlenecks found" 6).
+/// Off, they cost a cached interest check each.
 pub const COMMIT_PATH: &str = "baton::commit_path";
 
 /// Microseconds on this process's monotonic clock since its first use, plus

@@ -176,7 +176,7 @@ impl RaftStorage {
     /// comes once per write on every controller (the leader's commit advance,
     /// a follower learning it), between the quorum's acknowledgement and the
     /// leader's apply: an fsync there was a second one on every client
-    /// write's path (docs/BENCHMARKS.md, "Bottlenecks found").
+    /// write's path (docs/BENCHMARKS.md, "Bottlenecks found" 6).
     pub fn append_and_persist(&self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), StorageError> {
         if entries.is_empty() && hard_state.is_none() {
             return Ok(());
