@@ -68,6 +68,16 @@ def main():
             "message.timeout.ms": 120000,
             "request.timeout.ms": 10000,
             "topic.metadata.refresh.interval.ms": 1000,
+            # A SIGSTOPped broker keeps its TCP connection up, so librdkafka
+            # may send it a Metadata request, which then waits for
+            # socket.timeout.ms (60 s by default) while no other refresh
+            # goes out; and the cache expires after metadata.max.age.ms (3x
+            # the refresh interval, 3 s), turning the topic "unknown" for
+            # every partition. A user who wants failover in seconds sets
+            # both, as here: requests to a hung broker give up after 5 s,
+            # and known leaders stay usable while a refresh is stuck.
+            "socket.timeout.ms": 5000,
+            "metadata.max.age.ms": 30000,
             "debug": "broker,topic,metadata,msg",
         },
         logger=logger,

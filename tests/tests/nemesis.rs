@@ -110,7 +110,15 @@ async fn nemesis_netns_kernel_faults_seed_9650() {
 /// The checker's own test: a broker that ignores its lease (accepts
 /// whenever its view says it leads) is frozen past the session timeout; its
 /// partitions move; when it wakes it writes at its old epoch before it
-/// hears of the move. The checker must call that an overlap.
+/// hears of the move. The checker must call that an overlap, and name the
+/// broken broker, not a correct one.
+///
+/// "Before it hears of the move" is made true by construction: the
+/// broker's links to every controller are cut before it is frozen and stay
+/// cut until the checker has seen the overlap. (With a pause alone, the
+/// update could already wait in the socket when it wakes, and whether the
+/// broker loop or the agent's stream runs first was a race: it failed CI
+/// once with 0 violations.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_that_ignores_its_lease_is_caught() {
     let options = NemesisOptions { broken_brokers: vec![1], ..Default::default() };
@@ -122,38 +130,79 @@ async fn a_broker_that_ignores_its_lease_is_caught() {
     for _ in 0..3 {
         workload.create().await;
     }
-    let led = async || {
+    // (topic, partition, leader epoch) of what broker 1 leads, by the controllers.
+    let led_by = async |broker: i32| {
         let api = cluster.api();
         let list = api.list_topics(Duration::from_secs(5)).await.ok()?;
+        let mut led = Vec::new();
         for t in list.topics {
             let d = api.describe(&t.name, Duration::from_secs(5)).await.ok()?;
-            if d.topic?.partitions.iter().any(|p| p.leader == 1) {
-                return Some(());
+            for p in d.topic?.partitions.iter().filter(|p| p.leader == broker) {
+                led.push((t.name.clone(), p.partition, p.leader_epoch));
             }
         }
-        None
+        Some(led)
     };
-    baton_tests::wait_for("broker 1 leads a partition", Duration::from_secs(20), led).await;
-    // Let it write at its epoch (recorded writes need a previous accept).
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let what = "pause-broker>session broker-1 (ignores its lease) for 5000 ms".to_string();
+    let mine = baton_tests::wait_for("broker 1 leads a partition", Duration::from_secs(20), async || {
+        led_by(1).await.filter(|led| !led.is_empty())
+    })
+    .await;
+    // Broker 1 writes at its epoch (a recorded accept needs a previous one).
+    let history = cluster.history_files();
+    let accepted_by_1 = async || {
+        let (events, _) = merge(&history).ok()?;
+        events.iter().any(|e| matches!(e, Event::WriteAccepted { broker: 1, .. })).then_some(())
+    };
+    baton_tests::wait_for("broker 1 records an accept", Duration::from_secs(20), accepted_by_1).await;
+    let what = "cut-agent+pause-broker>session broker-1 (ignores its lease)".to_string();
     rec.record(&Event::Nemesis { t_ns: monotonic_ns(), what }).expect("record");
+    cluster.cut_agent(0, None);
     cluster.pause_broker(0);
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The controllers fence it and move every partition it led.
+    let moved = async || {
+        let api = cluster.api();
+        for (topic, partition, epoch) in &mine {
+            let d = api.describe(topic, Duration::from_secs(5)).await.ok()?;
+            let p = d.topic?.partitions.into_iter().find(|p| p.partition == *partition)?;
+            if p.leader < 0 || p.leader == 1 || p.leader_epoch <= *epoch {
+                return None;
+            }
+        }
+        Some(())
+    };
+    baton_tests::wait_for("broker 1's partitions moved to new leaders", Duration::from_secs(30), moved).await;
+    // It wakes still cut off: its view says it leads, and it accepts.
     cluster.resume_broker(0);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    cluster.stop_brokers();
     rec.flush().expect("flush");
     let mut files = cluster.history_files();
     files.push(runner_file);
+    let overlap_seen = async || {
+        // A history is read while it grows: a torn last line is skipped here.
+        let (events, _) = merge(&files).ok()?;
+        let report = baton_tests::nemesis::checker::check(events, &Default::default());
+        if report.count(Check::OverlappingLeaders) >= 1 {
+            return Some(());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        None
+    };
+    let seen = baton_tests::try_wait_for(Duration::from_secs(30), overlap_seen).await;
+    cluster.heal_links();
+    cluster.stop_brokers();
     let (events, bad) = merge(&files).expect("histories");
     assert_eq!(bad, 0);
     let report = baton_tests::nemesis::checker::check(events, &Default::default());
     eprintln!("{report}");
-    assert!(
-        report.count(Check::OverlappingLeaders) >= 1,
-        "the checker missed a broker that ignores its lease:\n{report}"
-    );
+    assert!(seen.is_some(), "the checker missed a broker that ignores its lease:\n{report}");
+    assert!(report.count(Check::OverlappingLeaders) >= 1, "{report}");
+    for v in &report.violations {
+        let offender = &report.history[v.at].event;
+        assert!(
+            matches!(offender, Event::WriteAccepted { broker: 1, .. }),
+            "a violation blames a correct broker ({offender:?}): {}\n{report}",
+            v.message
+        );
+    }
 }
 
 /// Soak seed 3007 over every kind (`baton-soak --all`, 8 faults), kept
