@@ -38,7 +38,9 @@ pub const SNAPSHOT_CHUNK_BYTES: usize = 4 << 20;
 const DB_CACHE_BYTES: usize = 64 << 20;
 
 /// What raft asks for on every call, kept in memory. Replaced only after the
-/// transaction that changes it has committed (fsynced).
+/// transaction that changes it has committed (fsynced), with one exception:
+/// `hard_state.commit` moves ahead of the stored hard state (see
+/// [`RaftStorage::set_commit`]) and is written by the next transaction.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Cache {
     pub hard_state: HardState,
@@ -68,6 +70,10 @@ impl Cache {
 struct Writer {
     /// Set when a commit failed: see `StorageError::Fenced`.
     fenced: bool,
+    /// The hard state the newest committed transaction stored. The cached
+    /// one differs from it only by a commit index not yet written; every
+    /// transaction writes the cached one when they differ.
+    stored_hard_state: HardState,
 }
 
 pub(super) struct Inner {
@@ -79,8 +85,37 @@ pub(super) struct Inner {
     path: PathBuf,
     /// Raft asked for a snapshot the stored one cannot serve (see `snapshot`).
     pub snapshot_wanted: std::sync::atomic::AtomicBool,
-    /// Transactions committed with an fsync since the store was opened.
-    durable_writes: std::sync::atomic::AtomicU64,
+    /// Transactions committed (each with an fsync) since the store was opened.
+    transactions: std::sync::atomic::AtomicU64,
+    /// Test-only: drop as a crash would, without storing a pending commit index.
+    #[cfg(test)]
+    pub crashed: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for Inner {
+    /// A clean close stores a commit index that moved only in memory
+    /// ([`RaftStorage::set_commit`]), so a restart after a clean stop
+    /// re-applies nothing it need not.
+    fn drop(&mut self) {
+        #[cfg(test)]
+        if *self.crashed.get_mut() {
+            return;
+        }
+        let writer = self.writer.get_mut();
+        let hard_state = &self.cache.get_mut().hard_state;
+        if writer.fenced || *hard_state == writer.stored_hard_state {
+            return;
+        }
+        let store = || -> Result<(), StorageError> {
+            let txn = self.db.begin_write()?;
+            put_meta(&txn, META_HARD_STATE, &frame_message(hard_state, Key::Meta(META_HARD_STATE))?)?;
+            txn.commit()?;
+            Ok(())
+        };
+        if let Err(e) = store() {
+            tracing::warn!(error = %e, commit = hard_state.commit, "storing the commit index on close failed");
+        }
+    }
 }
 
 /// Durable raft log storage. Cheap to clone (an `Arc` inside); `Send + Sync`.
@@ -135,14 +170,17 @@ impl RaftStorage {
             snapshot_index = cache.snapshot.map(|s| s.index),
             "opened raft log storage"
         );
+        let stored_hard_state = cache.hard_state.clone();
         Ok(RaftStorage {
             inner: Arc::new(Inner {
                 db,
                 cache: RwLock::new(cache),
-                writer: Mutex::new(Writer { fenced: false }),
+                writer: Mutex::new(Writer { fenced: false, stored_hard_state }),
                 path,
                 snapshot_wanted: std::sync::atomic::AtomicBool::new(false),
-                durable_writes: std::sync::atomic::AtomicU64::new(0),
+                transactions: std::sync::atomic::AtomicU64::new(0),
+                #[cfg(test)]
+                crashed: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -169,14 +207,16 @@ impl RaftStorage {
     /// The write path of the Ready loop: in one transaction, append
     /// `entries` (first deleting any existing entries at index >=
     /// `entries[0].index`: a conflicting suffix) and, when given, store the hard
-    /// state. Fsynced before it returns whenever it carries entries, a new
-    /// term or a new vote; a hard state whose only change is the commit index
-    /// is written without an fsync, as etcd's raft (`MustSync`) does and for
-    /// the reason [`RaftStorage::set_commit`] gives. That commit-only Ready
-    /// comes once per write on every controller (the leader's commit advance,
-    /// a follower learning it), between the quorum's acknowledgement and the
-    /// leader's apply: an fsync there was a second one on every client
-    /// write's path (docs/BENCHMARKS.md, "Bottlenecks found" 6).
+    /// state; fsynced before it returns. Whenever it carries entries, a new
+    /// term or a new vote, that is. A hard state whose only change is the
+    /// commit index starts no transaction at all: it is
+    /// [`RaftStorage::set_commit`], as etcd's raft (`MustSync`) does not sync
+    /// it. That commit-only Ready comes once per write on every controller
+    /// (the leader's commit advance, a follower learning it), between the
+    /// quorum's acknowledgement and the leader's apply: an fsync there was a
+    /// second one on every client write's path, and even an unsynced redb
+    /// transaction cost tens of µs on it (docs/BENCHMARKS.md, "Bottlenecks
+    /// found" 6 and 7).
     pub fn append_and_persist(&self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), StorageError> {
         if entries.is_empty() && hard_state.is_none() {
             return Ok(());
@@ -188,8 +228,10 @@ impl RaftStorage {
                 let current = &self.inner.cache.read().hard_state;
                 hs.term != current.term || hs.vote != current.vote
             });
-        let durability = if must_sync { Durability::Immediate } else { Durability::None };
-        self.write_with(durability, |txn, staged| {
+        if let (false, Some(hs)) = (must_sync, hard_state) {
+            return self.set_commit(hs.commit);
+        }
+        self.write(|txn, staged| {
             if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
                 check_append(staged, entries)?;
                 let mut table = txn.open_table(ENTRIES)?;
@@ -204,36 +246,38 @@ impl RaftStorage {
             }
             if let Some(hs) = hard_state {
                 check_commit(hs.commit, staged)?;
-                put_meta(txn, META_HARD_STATE, &frame_message(hs, Key::Meta(META_HARD_STATE))?)?;
                 staged.hard_state = hs.clone();
             }
             Ok(())
         })
     }
 
-    /// Records the commit index (from a `LightReady`) WITHOUT an fsync: it
-    /// becomes durable with the next fsynced write (`Durability::None`
-    /// commits persist with the next `Immediate` one), as etcd writes a
-    /// commit-only hard state without syncing. Raft needs no durable commit
-    /// index: a restart takes the applied index from the snapshot, and every
-    /// snapshot is saved (or installed) by an fsynced write after the commit
-    /// index that covers it was recorded, so the stored commit is never
-    /// below it; entries committed past the stored commit are still in the
-    /// log and are committed again. Saves an fsync on the path of every
-    /// write a client waits for (docs/BENCHMARKS.md, "Bottlenecks found").
+    /// Records the commit index (a commit-only Ready, or a `LightReady`) in
+    /// memory only: readers see it at once, and the next transaction (every
+    /// one is fsynced) writes it with whatever else it stores. Raft needs no
+    /// durable commit index, and etcd does not sync a commit-only hard state
+    /// either: a restart takes the applied index from the snapshot, and every
+    /// snapshot is saved (or installed) by a transaction that also writes the
+    /// commit index that covers it, so the stored commit is never below it;
+    /// entries committed past the stored commit are still in the log and are
+    /// committed again (docs/SAFETY.md, "Durability"). It was an unsynced
+    /// redb transaction before, which a crash loses just the same; this
+    /// saves that transaction's work on the path of every client write.
     pub fn set_commit(&self, commit: u64) -> Result<(), StorageError> {
-        self.write_with(Durability::None, |txn, staged| {
-            check_commit(commit, staged)?;
-            staged.hard_state.commit = commit;
-            let framed = frame_message(&staged.hard_state, Key::Meta(META_HARD_STATE))?;
-            put_meta(txn, META_HARD_STATE, &framed)
-        })
+        let writer = self.inner.writer.lock();
+        if writer.fenced {
+            return Err(StorageError::Fenced);
+        }
+        let mut cache = self.inner.cache.write();
+        check_commit(commit, &cache)?;
+        cache.hard_state.commit = commit;
+        Ok(())
     }
 
-    /// How many transactions this store committed with an fsync since it
-    /// was opened.
-    pub fn durable_writes(&self) -> u64 {
-        self.inner.durable_writes.load(std::sync::atomic::Ordering::Relaxed)
+    /// How many transactions this store committed since it was opened; each
+    /// was fsynced before it returned.
+    pub fn transactions(&self) -> u64 {
+        self.inner.transactions.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Persists the conf state (after a conf change was applied), fsynced.
@@ -272,8 +316,6 @@ impl RaftStorage {
 
             staged.hard_state.commit = staged.hard_state.commit.max(point.index);
             staged.hard_state.term = staged.hard_state.term.max(point.term);
-            let hs = frame_message(&staged.hard_state, Key::Meta(META_HARD_STATE))?;
-            put_meta(txn, META_HARD_STATE, &hs)?;
 
             staged.conf_state = meta.get_conf_state().clone();
             let cs = frame_message(&staged.conf_state, Key::Meta(META_CONF_STATE))?;
@@ -325,17 +367,11 @@ impl RaftStorage {
 
     /// Runs `f` in one write transaction with `Durability::Immediate` (the fsync
     /// before acknowledging) and, only once it has committed, installs the
-    /// cache `f` staged.
+    /// cache `f` staged. The transaction also stores the staged hard state
+    /// when it differs from the stored one (`f` changed it, or
+    /// [`RaftStorage::set_commit`] moved the commit index since).
     fn write<T>(
         &self,
-        f: impl FnOnce(&WriteTransaction, &mut Cache) -> Result<T, StorageError>,
-    ) -> Result<T, StorageError> {
-        self.write_with(Durability::Immediate, f)
-    }
-
-    fn write_with<T>(
-        &self,
-        durability: Durability,
         f: impl FnOnce(&WriteTransaction, &mut Cache) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
         let mut writer = self.inner.writer.lock();
@@ -344,8 +380,14 @@ impl RaftStorage {
         }
         let mut staged = self.inner.cache.read().clone();
         let mut txn = self.inner.db.begin_write()?;
-        txn.set_durability(durability)?;
-        let value = match f(&txn, &mut staged) {
+        txn.set_durability(Durability::Immediate)?;
+        let staged_and_hard_state = f(&txn, &mut staged).and_then(|value| {
+            if staged.hard_state != writer.stored_hard_state {
+                put_meta(&txn, META_HARD_STATE, &frame_message(&staged.hard_state, Key::Meta(META_HARD_STATE))?)?;
+            }
+            Ok(value)
+        });
+        let value = match staged_and_hard_state {
             Ok(value) => value,
             Err(e) => {
                 if let Err(abort) = txn.abort() {
@@ -359,9 +401,8 @@ impl RaftStorage {
             writer.fenced = true;
             return Err(e.into());
         }
-        if matches!(durability, Durability::Immediate) {
-            self.inner.durable_writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
+        self.inner.transactions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        writer.stored_hard_state = staged.hard_state.clone();
         *self.inner.cache.write() = staged;
         Ok(value)
     }

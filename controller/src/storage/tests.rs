@@ -121,9 +121,9 @@ fn hard_state_and_entries_survive_a_crash() -> TestResult {
 
 #[test]
 fn set_commit_is_durable_with_the_next_fsynced_write() -> TestResult {
-    // The commit index from a LightReady is written without an fsync, leaves
-    // term and vote alone, and is persisted by the next fsynced write (here
-    // an append with no hard state, as a follower's next Ready).
+    // The commit index from a LightReady is kept in memory, leaves term and
+    // vote alone, and is written by the next transaction (here an append
+    // with no hard state, as a follower's next Ready).
     let dir = tempfile::tempdir()?;
     let store = RaftStorage::open(dir.path())?;
     store.append_and_persist(&entries(1..=5, 2), Some(&hard_state(2, 1, 1)))?;
@@ -137,34 +137,72 @@ fn set_commit_is_durable_with_the_next_fsynced_write() -> TestResult {
 }
 
 #[test]
-fn only_a_commit_only_hard_state_is_written_without_an_fsync() -> TestResult {
-    // etcd's MustSync: entries, a new term or a new vote are fsynced before
-    // append_and_persist returns; a hard state whose only change is the
-    // commit index is not, and becomes durable with the next fsynced write.
+fn a_commit_index_no_transaction_followed_is_stored_on_close_not_on_a_crash() -> TestResult {
+    // What a crash right after a commit-only Ready leaves: the commit index
+    // stored last. (Raft re-learns the rest from the leader; see set_commit.)
     let dir = tempfile::tempdir()?;
     let store = RaftStorage::open(dir.path())?;
-    let synced = |before: u64, store: &RaftStorage| store.durable_writes() - before;
+    store.append_and_persist(&entries(1..=5, 2), Some(&hard_state(2, 1, 2)))?;
+    store.set_commit(4)?;
+    drop(store);
+    // A clean close stores it.
+    let store = RaftStorage::open(dir.path())?;
+    assert_eq!(store.hard_state(), hard_state(2, 1, 4));
+    store.set_commit(5)?;
+    store.inner.crashed.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(store);
+    let store = RaftStorage::open(dir.path())?;
+    assert_eq!(store.hard_state(), hard_state(2, 1, 4));
+    Ok(())
+}
 
-    let n = store.durable_writes();
+#[test]
+fn a_snapshot_is_stored_with_the_commit_index_that_covers_it() -> TestResult {
+    // A restart applies from the snapshot: the stored commit must never be
+    // below it, even when the commit index moved only in memory before.
+    let dir = tempfile::tempdir()?;
+    let store = RaftStorage::open(dir.path())?;
+    store.initialize(&voters(&[1]))?;
+    store.append_and_persist(&entries(1..=8, 1), Some(&hard_state(1, 1, 2)))?;
+    store.set_commit(8)?;
+    store.save_snapshot(7, &voters(&[1]), b"state@7".to_vec(), 2)?;
+    drop(store);
+    let store = RaftStorage::open(dir.path())?;
+    assert_eq!(store.hard_state(), hard_state(1, 1, 8));
+    assert_eq!(store.initial_state()?.hard_state.commit, 8);
+    Ok(())
+}
+
+#[test]
+fn only_a_commit_only_hard_state_is_written_without_a_transaction() -> TestResult {
+    // etcd's MustSync: entries, a new term or a new vote are fsynced before
+    // append_and_persist returns; a hard state whose only change is the
+    // commit index starts no transaction, and is written by the next one.
+    let dir = tempfile::tempdir()?;
+    let store = RaftStorage::open(dir.path())?;
+    let synced = |before: u64, store: &RaftStorage| store.transactions() - before;
+
+    let n = store.transactions();
     store.append_and_persist(&entries(1..=5, 2), Some(&hard_state(2, 1, 1)))?;
     assert_eq!(synced(n, &store), 1, "entries are fsynced");
-    let n = store.durable_writes();
+    let n = store.transactions();
     store.append_and_persist(&[], Some(&hard_state(2, 1, 3)))?;
-    assert_eq!(synced(n, &store), 0, "a commit-only hard state is not");
+    assert_eq!(synced(n, &store), 0, "a commit-only hard state starts no transaction");
     assert_eq!(store.hard_state(), hard_state(2, 1, 3), "readers see it at once");
-    let n = store.durable_writes();
+    let n = store.transactions();
     store.append_and_persist(&[], Some(&hard_state(3, 0, 3)))?;
     assert_eq!(synced(n, &store), 1, "a new term is fsynced");
-    let n = store.durable_writes();
+    let n = store.transactions();
     store.append_and_persist(&[], Some(&hard_state(3, 2, 4)))?;
     assert_eq!(synced(n, &store), 1, "a new vote is fsynced");
-    let n = store.durable_writes();
+    let n = store.transactions();
     store.append_and_persist(&[], Some(&hard_state(3, 2, 5)))?;
+    store.set_commit(5)?;
     assert_eq!(synced(n, &store), 0);
     store.append_and_persist(&entries(6..=6, 3), None)?;
     drop(store);
     let store = RaftStorage::open(dir.path())?;
-    assert_eq!(store.hard_state(), hard_state(3, 2, 5), "made durable by the next fsynced write");
+    assert_eq!(store.hard_state(), hard_state(3, 2, 5), "written by the next transaction");
     assert_eq!(store.last_index(), 6);
     Ok(())
 }
