@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use baton_state_machine::{Command, State};
 use protobuf::Message as _;
-use raft::prelude::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Snapshot};
+use raft::prelude::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, Snapshot};
 use raft::{RawNode, SnapshotStatus, StateRole};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -294,12 +294,15 @@ impl Driver {
         }
 
         // 1. A leader may send its messages before persisting (raft thesis
-        //    10.2.1): followers persist before acknowledging.
-        let early = ready.take_messages();
-        if !early.is_empty() {
-            trace!(target: COMMIT_PATH, messages = early.len(), "sent before persisting");
+        //    10.2.1): followers persist before acknowledging. A Ready with
+        //    no new entries (a leader's commit advance: its messages carry
+        //    only the new commit index) sends them after step 5 instead, so
+        //    the clients whose entries it applies are woken before the links
+        //    that tell the followers (they share the runtime's threads).
+        let mut early = Some(ready.take_messages());
+        if !ready.entries().is_empty() || !ready.snapshot().is_empty() {
+            self.send_early(early.take());
         }
-        self.transport.send(early);
 
         // 2. Install a snapshot received from the leader.
         if !ready.snapshot().is_empty() {
@@ -327,6 +330,7 @@ impl Driver {
         // 5. Apply committed entries (raft-rs only hands out entries that are
         //    both committed and persisted locally).
         self.apply_entries(ready.take_committed_entries())?;
+        self.send_early(early.take());
 
         // 6. Answer ReadIndex requests: the reader waits for applied >= index.
         for rs in ready.take_read_states() {
@@ -350,6 +354,15 @@ impl Driver {
         self.apply_entries(light.take_committed_entries())?;
         self.node.advance_apply();
         Ok(())
+    }
+
+    /// Step 1's messages, if not sent yet.
+    fn send_early(&mut self, messages: Option<Vec<Message>>) {
+        let Some(messages) = messages else { return };
+        if !messages.is_empty() {
+            trace!(target: COMMIT_PATH, messages = messages.len(), "sent before persisting");
+        }
+        self.transport.send(messages);
     }
 
     fn on_role_change(&mut self, role: StateRole, leader_id: u64) {
