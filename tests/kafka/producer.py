@@ -74,9 +74,11 @@ def main():
             # goes out; and the cache expires after metadata.max.age.ms (3x
             # the refresh interval, 3 s), turning the topic "unknown" for
             # every partition. A user who wants failover in seconds sets
-            # both, as here: requests to a hung broker give up after 5 s,
-            # and known leaders stay usable while a refresh is stuck.
-            "socket.timeout.ms": 5000,
+            # both, as here: requests to a hung broker give up after 10 s
+            # (request.timeout.ms's value, so acks=all produces are not cut
+            # short and retried as duplicates), and known leaders stay usable
+            # while a refresh is stuck.
+            "socket.timeout.ms": 10000,
             "metadata.max.age.ms": 30000,
             "debug": "broker,topic,metadata,msg",
         },

@@ -96,8 +96,12 @@ async fn quorum_grows_to_five_and_shrinks_to_three_while_brokers_fail_over() {
     let other = [1u64, 2, 3].into_iter().find(|id| *id != leader && *id != new_leader).expect("a third one");
     let q = quorum_cmd(&cluster, &["remove", &other.to_string()]);
     assert!(!ids(&q["voters"]).contains(&other), "{q}");
-    cluster.kill_controller(other as usize - 1);
     let remaining: Vec<u64> = [1u64, 2, 3, 4, 5].into_iter().filter(|id| *id != leader && *id != other).collect();
+    // The removed controller itself learns that its removal committed (its
+    // own status, not the leader's), on a cluster with nothing else to say.
+    let removed_addr = cluster.controller_addr(other as usize - 1).to_string();
+    wait_for_voters_at(&cluster, &removed_addr, &remaining).await;
+    cluster.kill_controller(other as usize - 1);
     let survivor = cluster.controller_addr(remaining[0] as usize - 1).to_string();
     wait_for_voters_at(&cluster, &survivor, &remaining).await;
 

@@ -295,12 +295,16 @@ impl Driver {
 
         // 1. A leader may send its messages before persisting (raft thesis
         //    10.2.1): followers persist before acknowledging. A Ready with
-        //    no new entries (a leader's commit advance: its messages carry
-        //    only the new commit index) sends them after step 5 instead, so
-        //    the clients whose entries it applies are woken before the links
-        //    that tell the followers (they share the runtime's threads).
+        //    no new entries (typically a leader's commit advance, whose
+        //    appends tell the followers the new commit index) sends them
+        //    after step 5 instead, so the clients whose entries it applies
+        //    are woken before the links (they share the runtime's threads).
+        //    Not when it applies a membership change: applying one may
+        //    drop a removed peer's link, and the removed peer must still
+        //    hear that its removal committed.
         let mut early = Some(ready.take_messages());
-        if !ready.entries().is_empty() || !ready.snapshot().is_empty() {
+        let changes_members = ready.committed_entries().iter().any(|e| e.get_entry_type() != EntryType::EntryNormal);
+        if !ready.entries().is_empty() || !ready.snapshot().is_empty() || changes_members {
             self.send_early(early.take());
         }
 

@@ -29,6 +29,13 @@ fn voters(ids: &[u64]) -> ConfState {
     ConfState { voters: ids.to_vec(), ..Default::default() }
 }
 
+/// Drops the store as a crash would: no clean-close write of a commit index
+/// that moved only in memory.
+fn crash(store: RaftStorage) {
+    store.inner.crashed.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(store);
+}
+
 fn all_entries(store: &RaftStorage) -> Result<Vec<Entry>, StorageError> {
     store.read_entries(store.first_index(), store.last_index() + 1, None)
 }
@@ -130,7 +137,7 @@ fn set_commit_is_durable_with_the_next_fsynced_write() -> TestResult {
     store.set_commit(4)?;
     assert_eq!(store.hard_state(), hard_state(2, 1, 4), "readers see it at once");
     store.append_and_persist(&entries(6..=6, 2), None)?;
-    drop(store);
+    crash(store);
     let store = RaftStorage::open(dir.path())?;
     assert_eq!(store.hard_state(), hard_state(2, 1, 4));
     Ok(())
@@ -149,8 +156,7 @@ fn a_commit_index_no_transaction_followed_is_stored_on_close_not_on_a_crash() ->
     let store = RaftStorage::open(dir.path())?;
     assert_eq!(store.hard_state(), hard_state(2, 1, 4));
     store.set_commit(5)?;
-    store.inner.crashed.store(true, std::sync::atomic::Ordering::Relaxed);
-    drop(store);
+    crash(store);
     let store = RaftStorage::open(dir.path())?;
     assert_eq!(store.hard_state(), hard_state(2, 1, 4));
     Ok(())
@@ -166,7 +172,7 @@ fn a_snapshot_is_stored_with_the_commit_index_that_covers_it() -> TestResult {
     store.append_and_persist(&entries(1..=8, 1), Some(&hard_state(1, 1, 2)))?;
     store.set_commit(8)?;
     store.save_snapshot(7, &voters(&[1]), b"state@7".to_vec(), 2)?;
-    drop(store);
+    crash(store);
     let store = RaftStorage::open(dir.path())?;
     assert_eq!(store.hard_state(), hard_state(1, 1, 8));
     assert_eq!(store.initial_state()?.hard_state.commit, 8);
@@ -200,7 +206,7 @@ fn only_a_commit_only_hard_state_is_written_without_a_transaction() -> TestResul
     store.set_commit(5)?;
     assert_eq!(synced(n, &store), 0);
     store.append_and_persist(&entries(6..=6, 3), None)?;
-    drop(store);
+    crash(store);
     let store = RaftStorage::open(dir.path())?;
     assert_eq!(store.hard_state(), hard_state(3, 2, 5), "written by the next transaction");
     assert_eq!(store.last_index(), 6);
@@ -504,7 +510,8 @@ fn a_missing_entry_in_the_middle_fails_open() -> TestResult {
 #[test]
 fn single_node_raft_runs_on_the_store_and_resumes_after_a_crash() -> TestResult {
     // raft-rs drives the store through its Ready loop; after a crash a new
-    // RawNode resumes with the same term, commit and log.
+    // RawNode resumes with the same term and log, and the commit index the
+    // last transaction stored.
     use raft::{Config, RawNode};
     let logger = slog::Logger::root(slog::Discard, slog::o!());
     let config = Config { id: 1, election_tick: 10, heartbeat_tick: 1, ..Default::default() };
@@ -540,16 +547,29 @@ fn single_node_raft_runs_on_the_store_and_resumes_after_a_crash() -> TestResult 
     }
     let (term, commit) = (node.raft.term, node.raft.raft_log.committed);
     assert_eq!(commit, 6, "one empty leader entry + 5 proposals");
-    assert_eq!(store.hard_state().commit, 6);
+    assert_eq!((store.hard_state().commit, applied), (6, 6));
     drop(node);
-    drop(store);
+    crash(store);
 
+    // As the driver restarts: `applied` is the snapshot's index (none here).
     let store = RaftStorage::open(dir.path())?;
-    let node = RawNode::new(&Config { applied, ..config }, store.clone(), &logger)?;
+    let mut node = RawNode::new(&config, store.clone(), &logger)?;
     assert_eq!(node.raft.term, term);
-    assert_eq!(node.raft.raft_log.committed, commit);
+    assert_eq!(node.raft.raft_log.committed, commit - 1, "the last commit advance was only in memory");
     assert_eq!(node.raft.raft_log.last_index(), 6);
     assert_eq!(store.read_entries(2, 7, None)?.len(), 5);
+    // Leading again, in a new term, commits entry 6 again.
+    node.campaign()?;
+    while node.has_ready() {
+        let ready = node.ready();
+        store.append_and_persist(ready.entries(), ready.hs())?;
+        let light = node.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            store.set_commit(commit)?;
+        }
+        node.advance_apply();
+    }
+    assert_eq!((node.raft.term, node.raft.raft_log.committed), (term + 1, 7));
     Ok(())
 }
 

@@ -17,13 +17,10 @@
 //! alone. Forwarded writes follow the same path. A `baton-leader` hint from
 //! `i` names `P(i→j)`.
 //!
-//! **Limitation.** An agent that follows such a hint holds its session
-//! through `P(i→j)`, not through its own `A(k→j)`: cutting broker k's agent
-//! links then does not reach that session (the fault is weaker than named),
-//! and cutting controller link `i→j` also cuts it (stronger). Both keep the
-//! history valid; the nemesis event says how many connections each cut
-//! held. A hint naming a per-agent address would need the agent to map
-//! controller ids to its own addresses.
+//! Brokers get their controllers as `id=address` pairs naming their own
+//! proxies A(k→j), so an agent that follows a leader hint maps the hinted
+//! id to its own link: cutting broker k's agent links reaches every session
+//! it holds, and cutting a controller link `i→j` reaches none of them.
 //!
 //! **Options.** With `faulty_disks` every controller runs with the faultfs
 //! shim (`crate::faults`) and [`NemesisCluster::disk`] fails or stalls its
