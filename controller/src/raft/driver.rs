@@ -302,10 +302,12 @@ impl Driver {
         //    Not when it applies a membership change: applying one may
         //    drop a removed peer's link, and the removed peer must still
         //    hear that its removal committed.
-        let mut early = Some(ready.take_messages());
-        let changes_members = ready.committed_entries().iter().any(|e| e.get_entry_type() != EntryType::EntryNormal);
-        if !ready.entries().is_empty() || !ready.snapshot().is_empty() || changes_members {
-            self.send_early(early.take());
+        let mut early = ready.take_messages();
+        if !ready.entries().is_empty()
+            || !ready.snapshot().is_empty()
+            || ready.committed_entries().iter().any(|e| e.get_entry_type() != EntryType::EntryNormal)
+        {
+            self.send_early(std::mem::take(&mut early));
         }
 
         // 2. Install a snapshot received from the leader.
@@ -334,7 +336,7 @@ impl Driver {
         // 5. Apply committed entries (raft-rs only hands out entries that are
         //    both committed and persisted locally).
         self.apply_entries(ready.take_committed_entries())?;
-        self.send_early(early.take());
+        self.send_early(early);
 
         // 6. Answer ReadIndex requests: the reader waits for applied >= index.
         for rs in ready.take_read_states() {
@@ -360,9 +362,8 @@ impl Driver {
         Ok(())
     }
 
-    /// Step 1's messages, if not sent yet.
-    fn send_early(&mut self, messages: Option<Vec<Message>>) {
-        let Some(messages) = messages else { return };
+    /// Step 1's messages (none when they were sent already).
+    fn send_early(&mut self, messages: Vec<Message>) {
         if !messages.is_empty() {
             trace!(target: COMMIT_PATH, messages = messages.len(), "sent before persisting");
         }

@@ -108,7 +108,7 @@ impl Drop for Inner {
         }
         let store = || -> Result<(), StorageError> {
             let txn = self.db.begin_write()?;
-            put_meta(&txn, META_HARD_STATE, &frame_message(hard_state, Key::Meta(META_HARD_STATE))?)?;
+            put_hard_state(&txn, hard_state)?;
             txn.commit()?;
             Ok(())
         };
@@ -383,7 +383,7 @@ impl RaftStorage {
         txn.set_durability(Durability::Immediate)?;
         let staged_and_hard_state = f(&txn, &mut staged).and_then(|value| {
             if staged.hard_state != writer.stored_hard_state {
-                put_meta(&txn, META_HARD_STATE, &frame_message(&staged.hard_state, Key::Meta(META_HARD_STATE))?)?;
+                put_hard_state(&txn, &staged.hard_state)?;
             }
             Ok(value)
         });
@@ -457,6 +457,10 @@ fn check_commit(commit: u64, staged: &Cache) -> Result<(), StorageError> {
 fn put_meta(txn: &WriteTransaction, name: &str, framed: &[u8]) -> Result<(), StorageError> {
     txn.open_table(META)?.insert(name, framed)?;
     Ok(())
+}
+
+fn put_hard_state(txn: &WriteTransaction, hard_state: &HardState) -> Result<(), StorageError> {
+    put_meta(txn, META_HARD_STATE, &frame_message(hard_state, Key::Meta(META_HARD_STATE))?)
 }
 
 /// Replaces the stored snapshot (only the latest one is kept).

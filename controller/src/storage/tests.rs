@@ -29,11 +29,12 @@ fn voters(ids: &[u64]) -> ConfState {
     ConfState { voters: ids.to_vec(), ..Default::default() }
 }
 
-/// Drops the store as a crash would: no clean-close write of a commit index
-/// that moved only in memory.
-fn crash(store: RaftStorage) {
+/// Drops the store as a crash would (no clean-close write of a commit index
+/// that moved only in memory) and opens it again.
+fn crash_and_reopen(store: RaftStorage, dir: &std::path::Path) -> Result<RaftStorage, StorageError> {
     store.inner.crashed.store(true, std::sync::atomic::Ordering::Relaxed);
     drop(store);
+    RaftStorage::open(dir)
 }
 
 fn all_entries(store: &RaftStorage) -> Result<Vec<Entry>, StorageError> {
@@ -137,8 +138,7 @@ fn set_commit_is_durable_with_the_next_fsynced_write() -> TestResult {
     store.set_commit(4)?;
     assert_eq!(store.hard_state(), hard_state(2, 1, 4), "readers see it at once");
     store.append_and_persist(&entries(6..=6, 2), None)?;
-    crash(store);
-    let store = RaftStorage::open(dir.path())?;
+    let store = crash_and_reopen(store, dir.path())?;
     assert_eq!(store.hard_state(), hard_state(2, 1, 4));
     Ok(())
 }
@@ -156,8 +156,7 @@ fn a_commit_index_no_transaction_followed_is_stored_on_close_not_on_a_crash() ->
     let store = RaftStorage::open(dir.path())?;
     assert_eq!(store.hard_state(), hard_state(2, 1, 4));
     store.set_commit(5)?;
-    crash(store);
-    let store = RaftStorage::open(dir.path())?;
+    let store = crash_and_reopen(store, dir.path())?;
     assert_eq!(store.hard_state(), hard_state(2, 1, 4));
     Ok(())
 }
@@ -172,8 +171,7 @@ fn a_snapshot_is_stored_with_the_commit_index_that_covers_it() -> TestResult {
     store.append_and_persist(&entries(1..=8, 1), Some(&hard_state(1, 1, 2)))?;
     store.set_commit(8)?;
     store.save_snapshot(7, &voters(&[1]), b"state@7".to_vec(), 2)?;
-    crash(store);
-    let store = RaftStorage::open(dir.path())?;
+    let store = crash_and_reopen(store, dir.path())?;
     assert_eq!(store.hard_state(), hard_state(1, 1, 8));
     assert_eq!(store.initial_state()?.hard_state.commit, 8);
     Ok(())
@@ -206,8 +204,7 @@ fn only_a_commit_only_hard_state_is_written_without_a_transaction() -> TestResul
     store.set_commit(5)?;
     assert_eq!(synced(n, &store), 0);
     store.append_and_persist(&entries(6..=6, 3), None)?;
-    crash(store);
-    let store = RaftStorage::open(dir.path())?;
+    let store = crash_and_reopen(store, dir.path())?;
     assert_eq!(store.hard_state(), hard_state(3, 2, 5), "written by the next transaction");
     assert_eq!(store.last_index(), 6);
     Ok(())
@@ -549,10 +546,8 @@ fn single_node_raft_runs_on_the_store_and_resumes_after_a_crash() -> TestResult 
     assert_eq!(commit, 6, "one empty leader entry + 5 proposals");
     assert_eq!((store.hard_state().commit, applied), (6, 6));
     drop(node);
-    crash(store);
-
     // As the driver restarts: `applied` is the snapshot's index (none here).
-    let store = RaftStorage::open(dir.path())?;
+    let store = crash_and_reopen(store, dir.path())?;
     let mut node = RawNode::new(&config, store.clone(), &logger)?;
     assert_eq!(node.raft.term, term);
     assert_eq!(node.raft.raft_log.committed, commit - 1, "the last commit advance was only in memory");
